@@ -1,0 +1,22 @@
+"""Field types shared by every wire document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = ["DeviceId", "Digest", "KeyId", "Name", "WireModel"]
+
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+KeyId = Digest
+# Device ids become MQTT topic levels and CoAP path segments: no '/', '+', '#' or spaces.
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+Count = Annotated[int, Field(ge=0, le=2**53 - 1)]
+
+
+class WireModel(BaseModel):
+    """Strict, immutable, closed: unknown fields are refused, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
