@@ -46,6 +46,7 @@ __all__ = [
     "AcceptedUpdate",
     "DeviceTrustState",
     "accept_update",
+    "advance_root",
     "commit_installed",
     "payload_digest",
 ]
@@ -129,6 +130,16 @@ def _check_release(state: DeviceTrustState, release: ReleaseManifest) -> None:
                 f"{component.kind.value} {component.name} {component.version} has "
                 f"security_version {component.security_version}, below the floor {floor}"
             )
+
+
+def advance_root(state: DeviceTrustState, roots: tuple[Envelope, ...]) -> DeviceTrustState:
+    """Trust each newer root that verifies, independently of the rest of a delivery.
+
+    A device persists this first (as python-tuf saves each root once verified), so a
+    valid rotation is kept even when the director manifest beside it is refused.
+    """
+    root = _walk_roots(state.root, roots)
+    return state if root == state.root else replace(state, root=root)
 
 
 def accept_update(state: DeviceTrustState, delivery: Delivery, now: datetime) -> AcceptedUpdate:
