@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import rfc8785
@@ -11,6 +12,8 @@ from pydantic import BaseModel
 from schemas.errors import DocumentError, DocumentTooLarge, DuplicateKeyError
 
 __all__ = ["canonical_bytes", "model_bytes", "strict_loads"]
+
+_SAFE_INT = 2**53 - 1
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -39,14 +42,35 @@ def _refuse_constant(name: str) -> Any:
     raise DocumentError(f"non-standard JSON constant {name}")
 
 
+def _safe_int(text: str) -> int:
+    # Length first: int() of a 5000-digit string raises a bare ValueError, not ours.
+    if len(text) <= len(str(-_SAFE_INT)) and abs(value := int(text)) <= _SAFE_INT:
+        return value
+    raise DocumentError(f"integer {text[:24]} is outside ±(2**53 - 1)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DocumentError(f"number {text[:24]} overflows a double")
+    return value
+
+
 def strict_loads(data: bytes, *, cap: int, what: str = "document") -> Any:
-    """Parse JSON refusing oversize input, duplicate keys, NaN/Infinity and bad UTF-8."""
+    """Parse JSON refusing oversize input, duplicate keys, NaN/Infinity and bad UTF-8.
+
+    Numbers must fit I-JSON: integers within ±(2**53 - 1), floats finite as doubles.
+    """
     if len(data) > cap:
         raise DocumentTooLarge(size=len(data), cap=cap, what=what)
     try:
         text = data.decode("utf-8")
         return json.loads(
-            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+            text,
+            object_pairs_hook=_refuse_duplicates,
+            parse_constant=_refuse_constant,
+            parse_int=_safe_int,
+            parse_float=_finite_float,
         )
     except DocumentError:
         raise

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.common import Count, DeviceId, Digest, Name, WireModel
+from schemas.common import Count, DeviceId, Digest, Name, PositiveCount, SafeInt, WireModel
 from schemas.timestamps import Timestamp
 
 __all__ = [
@@ -62,7 +62,7 @@ class StatusReport(WireModel):
 class Mechanism(WireModel):
     name: Literal["discrete_laplace", "none"]
     epsilon: float = Field(gt=0.0, le=64.0)
-    cap: Count = Field(ge=1, description="most a device adds to one histogram per window")
+    cap: PositiveCount = Field(description="most a device adds to one histogram per window")
 
 
 class TelemetryWindow(WireModel):
@@ -78,5 +78,5 @@ class TelemetryReport(WireModel):
     release_digest: Digest
     model_version: str = Field(min_length=1, max_length=64)
     mechanism: Mechanism
-    histograms: dict[Name, tuple[int, ...]] = Field(max_length=64)
-    counters: dict[Name, int] = Field(default_factory=dict, max_length=32)
+    histograms: dict[Name, tuple[SafeInt, ...]] = Field(max_length=64)
+    counters: dict[Name, SafeInt] = Field(default_factory=dict, max_length=32)

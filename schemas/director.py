@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas.common import Count, DeviceId, Digest, WireModel
+from schemas.common import Count, DeviceId, Digest, PositiveCount, WireModel
 from schemas.dsse import Envelope
 from schemas.timestamps import Timestamp
 
@@ -29,13 +29,13 @@ class Calibration(WireModel):
 class DirectorManifest(WireModel):
     type: Literal["director"] = "director"
     device_id: DeviceId
-    sequence: Count = Field(ge=1, description="strictly increasing per device")
+    sequence: PositiveCount = Field(description="strictly increasing per device")
     issued: Timestamp
     expires: Timestamp
     release_digest: Digest = Field(description="sha256 of the release envelope's payload bytes")
     calibration: Calibration | None = None
     rollout_id: str | None = Field(default=None, max_length=64)
-    wave: int | None = Field(default=None, ge=0)
+    wave: Count | None = None
     action: Action = Action.INSTALL
 
     @model_validator(mode="after")

@@ -10,7 +10,14 @@ import base64
 import binascii
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from schemas.canonical import canonical_bytes, strict_loads
 from schemas.errors import DocumentError, WrongPayloadType
@@ -64,6 +71,14 @@ class Envelope(BaseModel):
     payload: str = Field(description="base64 of the RFC 8785 payload bytes")
     signatures: tuple[Signature, ...]
 
+    @model_validator(mode="after")
+    def _one_signature_per_keyid(self) -> Envelope:
+        # Here, not only in from_bytes, so envelopes inside a Delivery are held to it too.
+        keyids = [signature.keyid for signature in self.signatures]
+        if len(keyids) != len(set(keyids)):
+            raise ValueError("a keyid signs the envelope more than once")
+        return self
+
     @classmethod
     def wrap(cls, kind: str, payload: bytes) -> Envelope:
         """An unsigned envelope around payload bytes; signers add signatures."""
@@ -84,9 +99,6 @@ class Envelope(BaseModel):
             raise DocumentError(f"not a DSSE envelope: {exc.errors()[0]['msg']}") from exc
         if kind is not None and envelope.payloadType != payload_type(kind):
             raise WrongPayloadType(expected=payload_type(kind), got=envelope.payloadType)
-        keyids = [signature.keyid for signature in envelope.signatures]
-        if len(keyids) != len(set(keyids)):
-            raise DocumentError("a keyid signs the envelope more than once")
         return envelope
 
     def payload_bytes(self) -> bytes:

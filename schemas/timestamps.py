@@ -6,6 +6,7 @@ expiry with ``strcmp`` and no date library.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,12 +16,13 @@ __all__ = ["Timestamp", "format_timestamp", "parse_timestamp"]
 
 _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+_SHAPE = re.compile(_PATTERN)
 
 
 def format_timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -28,7 +30,7 @@ def parse_timestamp(value: object) -> datetime:
         if value.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")
         return value.astimezone(UTC).replace(microsecond=0)
-    if not isinstance(value, str) or len(value) != 20 or not value.endswith("Z"):
+    if not isinstance(value, str) or not _SHAPE.fullmatch(value):
         raise ValueError(f"timestamp must look like 2026-01-31T12:00:00Z, got {value!r}")
     return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)
 
