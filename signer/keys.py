@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 
 def keyid_of(public: PublicKey) -> str:
     """sha256 of the raw 32-byte public key, hex."""
-    return hashlib.sha256(bytes.fromhex(public.public)).hexdigest()
+    return public.keyid
 
 
 def public_key_from_wire(public: PublicKey) -> Ed25519PublicKey:
