@@ -1,0 +1,162 @@
+"""What services may ask of the store, as Protocols a test fake can satisfy.
+
+Every method works inside the caller's unit of work: nothing here commits. Reads
+return ``fleet.domain.records`` values or ``None``; a change to a row that does not
+exist raises ``NotFound``; a write the database refuses raises a ``Conflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from fleet.domain.records import (
+    ApiToken,
+    Artifact,
+    AuditEvent,
+    Calibration,
+    Device,
+    DeviceClass,
+    DirectorRecord,
+    InstalledComponent,
+    Release,
+    StatusEvent,
+)
+from schemas import DeviceState
+
+__all__ = [
+    "ArtifactRepository",
+    "AuditLog",
+    "CalibrationRepository",
+    "DeviceClassRepository",
+    "DeviceRepository",
+    "DirectorOutbox",
+    "ReleaseRepository",
+    "StatusEventRepository",
+    "TokenRepository",
+]
+
+
+class DeviceClassRepository(Protocol):
+    def add(self, device_class: DeviceClass) -> None: ...
+    def get(self, name: str) -> DeviceClass | None: ...
+    def all(self) -> Sequence[DeviceClass]: ...
+
+
+class DeviceRepository(Protocol):
+    def add(self, device: Device) -> None: ...
+    def add_many(self, devices: Iterable[Device]) -> None: ...
+    def get(self, device_id: str) -> Device | None: ...
+
+    def find(
+        self,
+        *,
+        device_class: str | None = None,
+        tags: Collection[str] = (),
+        running_release_digest: str | None = None,
+        after_id: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[Device]:
+        """Devices matching every filter given (all ``tags``), ordered by id."""
+        ...
+
+    def set_tags(self, device_id: str, tags: Collection[str]) -> None: ...
+
+    def accept_counter(self, device_id: str, counter: int, *, seen_at: datetime) -> bool:
+        """Record a device message's counter if it is above the last accepted one.
+
+        Returns False for a replayed or overtaken message. The check and the write are
+        one statement, so two replicas handling the same device cannot both accept.
+        """
+        ...
+
+    def update_reported(
+        self,
+        device_id: str,
+        *,
+        counter: int,
+        seen_at: datetime,
+        state: DeviceState,
+        running_release_digest: str | None,
+        components: Sequence[InstalledComponent],
+    ) -> bool:
+        """``accept_counter`` plus the reported state, all or nothing."""
+        ...
+
+    def set_online(self, device_id: str, online: bool, *, at: datetime) -> None: ...
+
+
+class ArtifactRepository(Protocol):
+    def add(self, artifact: Artifact) -> None: ...
+    def get(self, sha256: str) -> Artifact | None: ...
+    def all(self) -> Sequence[Artifact]: ...
+
+
+class ReleaseRepository(Protocol):
+    def add(self, release: Release) -> None: ...
+    def get(self, digest: str) -> Release | None: ...
+
+    def find(self, *, device_class: str | None = None) -> Sequence[Release]:
+        """Newest first."""
+        ...
+
+
+class CalibrationRepository(Protocol):
+    def add(self, calibration: Calibration) -> None: ...
+    def get(self, device_id: str, version: int) -> Calibration | None: ...
+    def latest(self, device_id: str) -> Calibration | None: ...
+
+
+class DirectorOutbox(Protocol):
+    def next_sequence(self, device_id: str) -> int:
+        """Allocate the device's next director sequence, locking it until commit.
+
+        A concurrent transaction allocating for the same device waits, then gets the
+        following number, so sequences are strictly increasing across replicas.
+        """
+        ...
+
+    def add(self, record: DirectorRecord) -> None: ...
+
+    def latest(self, device_id: str) -> DirectorRecord | None:
+        """The decision a device should act on now: its highest sequence."""
+        ...
+
+    def unpublished(self, *, limit: int = 100) -> Sequence[DirectorRecord]:
+        """Oldest first; on PostgreSQL the rows stay locked (skipping rows another
+        publisher holds) until the transaction ends, so replicas do not double-send."""
+        ...
+
+    def mark_published(self, device_id: str, sequence: int, *, at: datetime) -> None: ...
+
+
+class StatusEventRepository(Protocol):
+    def append(self, event: StatusEvent) -> None: ...
+
+    def history(
+        self, device_id: str, *, since: datetime | None = None, limit: int = 100
+    ) -> Sequence[StatusEvent]:
+        """Newest first."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Append-only: there is deliberately no way to change or remove an entry."""
+
+    def append(
+        self, *, at: datetime, actor: str, action: str, subject: str, detail: dict[str, Any]
+    ) -> AuditEvent: ...
+
+    def read(
+        self, *, subject: str | None = None, after_id: int | None = None, limit: int = 100
+    ) -> Sequence[AuditEvent]:
+        """Oldest first, from just after ``after_id``: a cursor for tailing the log."""
+        ...
+
+
+class TokenRepository(Protocol):
+    def add(self, token: ApiToken) -> None: ...
+    def get(self, token_sha256: str) -> ApiToken | None: ...
+    def all(self) -> Sequence[ApiToken]: ...
+    def revoke(self, token_sha256: str, *, at: datetime) -> None: ...

@@ -1,0 +1,187 @@
+"""SQLModel tables: the database's shape, and nothing else.
+
+Rows never leave ``fleet.store``; repositories turn them into ``fleet.domain.records``.
+Enumerations are stored as short strings rather than native enum types so adding a
+state never needs a PostgreSQL ``ALTER TYPE``. Every timestamp is ``UtcDateTime``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, Text, UniqueConstraint, text
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from fleet.domain.records import NO_COUNTER_YET
+from fleet.store.sqltypes import BigId, UtcDateTime
+
+__all__ = [
+    "ApiTokenRow",
+    "ArtifactRow",
+    "AuditEventRow",
+    "CalibrationRow",
+    "DeviceClassRow",
+    "DeviceRow",
+    "DeviceTagRow",
+    "DirectorRow",
+    "FleetTable",
+    "ReleaseRow",
+    "StatusEventRow",
+    "metadata",
+]
+
+# Named constraints let Alembic's SQLite batch mode drop or alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+DIGEST = 64  # a hex sha256
+NAME = 64  # schemas.common.Name and DeviceId
+
+
+class FleetTable(SQLModel, registry=registry(metadata=metadata)):
+    """Base of our tables: its own metadata, so no other SQLModel leaks into migrations."""
+
+
+class DeviceClassRow(FleetTable, table=True):
+    __tablename__ = "device_class"
+
+    name: str = Field(primary_key=True, max_length=NAME)
+    ram_bytes: int = Field(sa_type=BigInteger)
+    flash_bytes: int = Field(sa_type=BigInteger)
+    supported_ops: list[str] = Field(default_factory=list, sa_type=JSON)
+    cpu: str | None = Field(default=None, max_length=NAME)
+
+
+class DeviceRow(FleetTable, table=True):
+    __tablename__ = "device"
+
+    id: str = Field(primary_key=True, max_length=NAME)
+    device_class: str = Field(foreign_key="device_class.name", index=True, max_length=NAME)
+    public_key_hex: str = Field(max_length=64)
+    # One key per device: device messages are attributed by the key that signed them.
+    keyid: str = Field(unique=True, max_length=DIGEST)
+    enrolled_at: datetime = Field(sa_type=UtcDateTime)
+    director_sequence: int = Field(default=0, sa_type=BigInteger)
+    status_counter: int = Field(default=NO_COUNTER_YET, sa_type=BigInteger)
+    state: str | None = Field(default=None, max_length=16)
+    # Rollouts target devices by the release they run.
+    running_release_digest: str | None = Field(default=None, index=True, max_length=DIGEST)
+    components: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    last_seen: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    online: bool = False
+
+
+class DeviceTagRow(FleetTable, table=True):
+    """Tags get their own table so targeting by tag is an indexed query on both backends."""
+
+    __tablename__ = "device_tag"
+
+    device_id: str = Field(
+        primary_key=True, foreign_key="device.id", ondelete="CASCADE", max_length=NAME
+    )
+    tag: str = Field(primary_key=True, index=True, max_length=NAME)
+
+
+class ArtifactRow(FleetTable, table=True):
+    __tablename__ = "artifact"
+
+    sha256: str = Field(primary_key=True, max_length=DIGEST)
+    length: int = Field(sa_type=BigInteger)
+    media_type: str = Field(max_length=128)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ReleaseRow(FleetTable, table=True):
+    __tablename__ = "release"
+    __table_args__ = (Index(None, "device_class", "created_at"),)
+
+    digest: str = Field(primary_key=True, max_length=DIGEST)
+    name: str = Field(max_length=NAME)
+    version: str = Field(max_length=64)
+    device_class: str = Field(foreign_key="device_class.name", max_length=NAME)
+    # The envelope exactly as signed; devices verify these bytes, so never re-serialise.
+    envelope_json: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class CalibrationRow(FleetTable, table=True):
+    __tablename__ = "calibration"
+
+    device_id: str = Field(primary_key=True, foreign_key="device.id", max_length=NAME)
+    version: int = Field(primary_key=True, sa_type=BigInteger)
+    sha256: str = Field(max_length=DIGEST)
+    length: int = Field(sa_type=BigInteger)
+
+
+class DirectorRow(FleetTable, table=True):
+    """Director decisions, doubling as the transactional outbox for MQTT."""
+
+    __tablename__ = "director_outbox"
+    __table_args__ = (
+        UniqueConstraint("device_id", "sequence"),
+        # The publisher polls for unpublished rows; they are few, the table is not.
+        Index(
+            "ix_director_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+    # Insertion order: per device it follows sequence order, because allocating a
+    # sequence locks the device row until the transaction ends.
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    device_id: str = Field(foreign_key="device.id", max_length=NAME)
+    sequence: int = Field(sa_type=BigInteger)
+    release_digest: str = Field(foreign_key="release.digest", max_length=DIGEST)
+    action: str = Field(max_length=16)
+    rollout_id: str | None = Field(default=None, max_length=64)
+    wave: int | None = Field(default=None, sa_type=BigInteger)
+    issued_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+    envelope_json: str = Field(sa_type=Text)
+    published_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class StatusEventRow(FleetTable, table=True):
+    __tablename__ = "status_event"
+    __table_args__ = (Index(None, "device_id", "received_at"),)
+
+    device_id: str = Field(primary_key=True, foreign_key="device.id", max_length=NAME)
+    # A device's counter is unique per device: the key itself refuses a replay.
+    counter: int = Field(primary_key=True, sa_type=BigInteger)
+    state: str = Field(max_length=16)
+    release_digest: str | None = Field(default=None, max_length=DIGEST)
+    error_code: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, max_length=256)
+    received_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class AuditEventRow(FleetTable, table=True):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index(None, "subject", "at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    at: datetime = Field(sa_type=UtcDateTime, index=True)
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=256)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class ApiTokenRow(FleetTable, table=True):
+    __tablename__ = "api_token"
+
+    token_sha256: str = Field(primary_key=True, max_length=DIGEST)
+    name: str = Field(max_length=128)
+    role: str = Field(max_length=16)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
