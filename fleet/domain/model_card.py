@@ -1,0 +1,79 @@
+"""What the server learned from a ``.tflite`` model: pure, immutable, serialisable."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["ArenaEstimate", "ModelCard", "NumericKind", "Quantization", "TensorSpec"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Quantization(_Frozen):
+    """Affine quantisation: ``real = scale * (q - zero_point)``, per tensor or per axis."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    quantized_dimension: int = 0
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Self:
+        if len(self.scale) != len(self.zero_point):
+            raise ValueError(f"{len(self.scale)} scales but {len(self.zero_point)} zero points")
+        return self
+
+
+class TensorSpec(_Frozen):
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str = Field(description="TFLite TensorType name, e.g. INT8, FLOAT32")
+    quantization: Quantization | None = None
+
+
+class ArenaEstimate(_Frozen):
+    """TFLM tensor-arena need, in bytes.
+
+    The head region holds first the temporaries of kernels' Prepare (``prepare_peak``),
+    then the planned activations (``head``); the tail holds persistent structures.
+    """
+
+    head: int = Field(ge=0, description="greedy memory plan of the activations")
+    prepare_peak: int = Field(ge=0, description="largest Prepare-time temporaries, estimated")
+    tail_margin: int = Field(ge=0, description="persistent structures, estimated")
+    total: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _total_adds_up(self) -> Self:
+        expected = max(self.head, self.prepare_peak) + self.tail_margin
+        if self.total != expected:
+            raise ValueError(
+                f"total {self.total} != max(head {self.head}, prepare {self.prepare_peak})"
+                f" + tail {self.tail_margin}"
+            )
+        return self
+
+
+class NumericKind(StrEnum):
+    INTEGER = "integer"  # no float tensor at all: what an int8 MCU build wants
+    FLOAT = "float"  # float tensors and no quantised (int4/int8/uint8/int16) tensor
+    MIXED = "mixed"  # quantised tensors and float ones (listed in float_tensors)
+
+
+class ModelCard(_Frozen):
+    schema_version: int
+    flash_bytes: int = Field(ge=0, description="the .tflite file's length")
+    builtin_ops: tuple[str, ...] = Field(description="sorted BuiltinOperator names")
+    custom_ops: tuple[str, ...] = Field(description="sorted custom_code names")
+    operator_count: int = Field(ge=0)
+    tensor_count: int = Field(ge=0)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    numeric_kind: NumericKind
+    float_tensors: tuple[str, ...] = Field(description="names of float tensors, in order")
+    arena: ArenaEstimate

@@ -1,0 +1,18 @@
+"""Real TensorFlow models, built once per session, for the inspection tests.
+
+TensorFlow is imported inside the fixture, so tests that do not ask for these models run
+where the ``ml`` extra is absent.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fleet.reference_models import REFERENCE_MODELS, int8_tflite
+
+
+@pytest.fixture(scope="session")
+def tf_models() -> dict[str, bytes]:
+    """Fully int8-quantised ``.tflite`` bytes per name in REFERENCE_MODELS."""
+    tf = pytest.importorskip("tensorflow")
+    return {name: int8_tflite(tf, name) for name in REFERENCE_MODELS}
