@@ -1,0 +1,325 @@
+"""Running simulated devices: one ``DeviceAgent`` per device, a ``Fleet`` of them.
+
+An agent is one device "process": its ``Device`` logic, its MQTT link and its HTTP
+fetcher, handling ``desired`` messages one at a time (the newest wins). A simulated power
+cut ends the agent; the fleet restarts it from its state file after ``restart_delay``,
+as a device reboots. Every agent shares one event loop and one ``MqttHub``; each has its
+own ``httpx.AsyncClient`` with one connection, as a device has (one shared client would
+queue a whole fleet's downloads in httpcore's pool, whose cost grows with the square of
+the queue: hundreds of devices then miss their download deadlines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from device_sim.device import Device
+from device_sim.errors import PowerLoss
+from device_sim.faults import Faults, LinkFault
+from device_sim.flash import Flash
+from device_sim.http_fetch import FetchPolicy, HttpArtifactFetcher
+from device_sim.mqtt_link import DeviceLink, LinkError, MqttHub
+from device_sim.ports import Clock
+from device_sim.state import StateStore, provision, verify_pinned_root
+from device_sim.wire import status_topic
+from schemas import DeviceState, Envelope, StatusReport
+from schemas.common import DeviceId, Name
+from signer.keys import SigningKey, load_signing_key
+
+__all__ = [
+    "ENROLLMENT",
+    "DeviceAgent",
+    "DeviceSpec",
+    "Endpoints",
+    "EnrollmentEntry",
+    "Fleet",
+    "FleetView",
+    "Mailbox",
+    "load_enrollment",
+]
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[StatusReport], None]
+ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One enrolled simulated device, as ``fleet-sim keys`` wrote it."""
+
+    device_id: str
+    device_class: str
+    key_path: Path
+    tags: tuple[str, ...] = ()
+
+
+class EnrollmentEntry(BaseModel):
+    """One element of ``devices.json``: what the server imports to enroll a device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: DeviceId
+    device_class: Name
+    public_key: str = Field(pattern=r"^[0-9a-f]{64}$", description="raw Ed25519 key, hex")
+    tags: tuple[str, ...] = ()
+
+
+ENROLLMENT: TypeAdapter[list[EnrollmentEntry]] = TypeAdapter(list[EnrollmentEntry])
+
+
+def load_enrollment(keys_dir: Path) -> list[DeviceSpec]:
+    """Read ``devices.json`` from a ``fleet-sim keys`` directory (ValueError if bad)."""
+    entries = ENROLLMENT.validate_json((keys_dir / "devices.json").read_bytes())
+    return [
+        DeviceSpec(
+            device_id=entry.id,
+            device_class=entry.device_class,
+            key_path=keys_dir / f"{entry.id}.key",
+            tags=entry.tags,
+        )
+        for entry in entries
+    ]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    mqtt_host: str
+    mqtt_port: int
+    http_base: str
+
+
+class Mailbox:
+    """Holds the newest unhandled ``desired`` payload; a newer one replaces it."""
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, payload: bytes) -> None:
+        self._payload = payload
+        self._ready.set()
+
+    async def get(self) -> bytes:
+        while self._payload is None:
+            self._ready.clear()
+            await self._ready.wait()
+        payload, self._payload = self._payload, None
+        return payload
+
+
+class _MqttStatusSink:
+    def __init__(self, link: DeviceLink, observer: Observer | None) -> None:
+        self._link = link
+        self._observer = observer
+
+    async def send_status(self, report: StatusReport, envelope: Envelope) -> None:
+        try:
+            self._link.publish(status_topic(report.device_id), envelope.to_bytes())
+        except LinkError as exc:
+            log.error("%s: status %d lost: %s", report.device_id, report.counter, exc)
+        if self._observer is not None:
+            self._observer(report)
+
+
+@dataclass
+class DeviceAgent:
+    """One simulated device process; ``run`` returns only by cancellation or power loss."""
+
+    key: SigningKey
+    directory: Path
+    device_id: str
+    endpoints: Endpoints
+    hub: MqttHub
+    http: httpx.AsyncClient
+    clock: Clock
+    rng: random.Random
+    faults: Faults = field(default_factory=Faults)
+    fsync: bool = True
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    observer: Observer | None = None
+    fetcher: HttpArtifactFetcher | None = field(default=None, init=False)
+
+    async def run(self) -> None:
+        mailbox = Mailbox()
+        link = DeviceLink(
+            self.hub,
+            device_id=self.device_id,
+            host=self.endpoints.mqtt_host,
+            port=self.endpoints.mqtt_port,
+            on_desired=mailbox.put,
+            rng=self.rng,
+        )
+        device = self._device(link)
+        try:
+            await self._connect(link)
+            await device.start()
+            while True:
+                await device.on_desired(await mailbox.get())
+        except PowerLoss:
+            log.info("%s: power lost", self.device_id)
+            link.abort()
+            raise
+        except BaseException:
+            await link.close()
+            raise
+
+    def _device(self, link: DeviceLink) -> Device:
+        flaky = self.faults.flaky_link
+        self.fetcher = HttpArtifactFetcher(
+            self.http,
+            self.endpoints.http_base,
+            policy=self.fetch_policy,
+            link_fault=LinkFault(flaky, self.rng) if flaky else None,
+        )
+        return Device(
+            key=self.key,
+            store=StateStore(self.directory / "state.json", fsync=self.fsync),
+            flash=Flash(self.directory),
+            fetcher=self.fetcher,
+            sink=_MqttStatusSink(link, self.observer),
+            clock=self.clock,
+            rng=self.rng,
+            faults=self.faults,
+        )
+
+    async def _connect(self, link: DeviceLink) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await link.connect()
+                return
+            except (LinkError, TimeoutError) as exc:
+                log.info("%s: %s; retrying", self.device_id, exc)
+            await asyncio.sleep(delay * (0.5 + self.rng.random()))
+            delay = min(delay * 2, 10.0)
+
+
+@dataclass
+class FleetView:
+    """The newest status of every device, as the devices reported it."""
+
+    total: int
+    latest: dict[str, StatusReport] = field(default_factory=dict)
+    restarts: int = 0
+
+    def record(self, report: StatusReport) -> None:
+        self.latest[report.device_id] = report
+
+    def counts(self) -> Counter[str]:
+        """Devices per latest state; ``failed``, ``rolled_back``, ``refused`` per error code."""
+        counts = Counter(
+            f"{report.state.value} ({report.error_code})"
+            if report.error_code
+            else report.state.value
+            for report in self.latest.values()
+        )
+        counts["unreported"] = self.total - len(self.latest)
+        return +counts
+
+    def healthy_on(self, release_digest: str) -> int:
+        return sum(
+            1
+            for report in self.latest.values()
+            if report.state == DeviceState.HEALTHY
+            and report.running_release_digest == release_digest
+        )
+
+
+@dataclass
+class Fleet:
+    """Provision (if needed) and run simulated devices until a condition or a timeout."""
+
+    devices: Sequence[DeviceSpec]
+    state_root: Path
+    root: Envelope
+    endpoints: Endpoints
+    clock: Clock
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 0
+    fsync: bool = False
+    restart_delay: float = 0.5
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    observers: list[Observer] = field(default_factory=list)
+    """Called with every status report, after ``view`` has recorded it."""
+    view: FleetView = field(init=False)
+
+    def __post_init__(self) -> None:
+        verify_pinned_root(self.root)
+        self.view = FleetView(total=len(self.devices))
+
+    async def run(self, *, until: Callable[[FleetView], bool] | None, timeout: float) -> bool:
+        """Run until ``until(view)`` holds (True) or ``timeout`` seconds pass (False)."""
+        hub = MqttHub()
+        tls = ssl.create_default_context()  # loading CA certificates per client costs ~15 ms
+        tasks = [
+            asyncio.create_task(self._supervise(spec, hub, tls), name=spec.device_id)
+            for spec in self.devices
+        ]
+        try:
+            return await self._wait(until, timeout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await hub.aclose()
+
+    async def _wait(self, until: Callable[[FleetView], bool] | None, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if until is not None and until(self.view):
+                return True
+            await asyncio.sleep(0.05)
+        return until is None
+
+    def _observe(self, report: StatusReport) -> None:
+        self.view.record(report)
+        for observer in self.observers:
+            observer(report)
+
+    async def _supervise(self, spec: DeviceSpec, hub: MqttHub, tls: ssl.SSLContext) -> None:
+        directory = self.state_root / spec.device_id
+        store = StateStore(directory / "state.json", fsync=self.fsync)
+        if not store.exists():
+            provision(
+                store, device_id=spec.device_id, device_class=spec.device_class, root=self.root
+            )
+        key = load_signing_key(spec.key_path)
+        rng = random.Random(f"{self.seed}:{spec.device_id}")
+        while True:
+            try:
+                async with httpx.AsyncClient(
+                    verify=tls, timeout=10.0, limits=ONE_CONNECTION
+                ) as http:
+                    agent = DeviceAgent(
+                        key=key,
+                        directory=directory,
+                        device_id=spec.device_id,
+                        endpoints=self.endpoints,
+                        hub=hub,
+                        http=http,
+                        clock=self.clock,
+                        rng=rng,
+                        faults=self.faults,
+                        fsync=self.fsync,
+                        fetch_policy=self.fetch_policy,
+                        observer=self._observe,
+                    )
+                    await agent.run()
+            except PowerLoss:
+                self.view.restarts += 1
+            except Exception:
+                log.exception("%s: device process crashed; it stays down", spec.device_id)
+                return
+            await asyncio.sleep(self.restart_delay)

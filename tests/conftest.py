@@ -1,0 +1,20 @@
+"""Fixtures shared by every test package: real processes on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mosquitto import Broker, find_mosquitto, running_mosquitto
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A fresh Mosquitto (tinyfleet's dev config and ACL) on a free port, for one test."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    directory: Path = tmp_path_factory.mktemp("mosquitto")
+    with running_mosquitto(directory) as broker:
+        yield broker

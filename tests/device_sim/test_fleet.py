@@ -1,0 +1,114 @@
+"""Fleets: the runner converges many devices; the CLI enrolls them and exits by itself."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from device_sim.cli import app
+from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
+from schemas import DeviceState
+from signer.keys import load_public_key
+from tests.device_sim.conftest import FAST_RETRIES
+from tests.device_sim.director import START, Director, ServerClient
+from tests.support.artifact_server import ArtifactServer
+from tests.support.mosquitto import Broker
+
+runner = CliRunner()
+
+
+def _enroll(directory: Path, count: int) -> list[str]:
+    result = runner.invoke(
+        app,
+        ["keys", "--devices", str(count), "--out", str(directory), "--class", "nrf52840-kws"],
+    )
+    assert result.exit_code == 0, result.output
+    return [spec.device_id for spec in load_enrollment(directory)]
+
+
+def test_keys_writes_an_enrollment_file_and_one_key_pair_per_device(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["keys", "--devices", "3", "--out", str(tmp_path), "--class", "stm32-vww", "--tag", "lab"],
+    )
+    assert result.exit_code == 0, result.output
+    entries = json.loads((tmp_path / "devices.json").read_text())
+    assert [e["id"] for e in entries] == ["dev-00001", "dev-00002", "dev-00003"]
+    for entry in entries:
+        assert set(entry) == {"id", "device_class", "public_key", "tags"}
+        assert entry["device_class"] == "stm32-vww" and entry["tags"] == ["lab"]
+        public = load_public_key(tmp_path / f"{entry['id']}.key.pub")
+        assert entry["public_key"] == public.public
+        assert (tmp_path / f"{entry['id']}.key").stat().st_mode & 0o777 == 0o600
+
+    again = runner.invoke(
+        app, ["keys", "--devices", "1", "--out", str(tmp_path), "--class", "stm32-vww"]
+    )
+    assert again.exit_code == 2, "an enrollment is never overwritten"
+
+
+async def test_fifty_devices_converge(
+    mosquitto: Broker, artifacts: ArtifactServer, server: ServerClient, tmp_path: Path
+) -> None:
+    director = Director()
+    release = director.release("2.0.0", security_version=2, size=32 * 1024)
+    for blob in release.blobs.values():
+        artifacts.add(blob)
+    device_ids = _enroll(tmp_path / "keys", 50)
+    for device_id in device_ids:
+        server.publish_desired(device_id, director.delivery(device_id, release))
+    fleet = Fleet(
+        devices=load_enrollment(tmp_path / "keys"),
+        state_root=tmp_path / "state",
+        root=director.root,
+        endpoints=Endpoints(mosquitto.host, mosquitto.port, artifacts.base_url),
+        clock=lambda: START,
+        fetch_policy=FAST_RETRIES,
+    )
+
+    started = time.monotonic()
+    reached = await fleet.run(until=lambda v: v.healthy_on(release.digest) == 50, timeout=20)
+    elapsed = time.monotonic() - started
+
+    assert reached, fleet.view.counts()
+    assert elapsed < 20
+    keys = {d: load_public_key(tmp_path / "keys" / f"{d}.key.pub") for d in device_ids}
+    finals = {d: server.statuses(d, keys[d])[-1] for d in device_ids}  # verified signatures
+    assert {r.state for r in finals.values()} == {DeviceState.HEALTHY}
+    assert {r.running_release_digest for r in finals.values()} == {release.digest}
+
+
+def test_run_exits_nonzero_when_the_target_is_not_reached_in_time(
+    mosquitto: Broker, artifacts: ArtifactServer, server: ServerClient, tmp_path: Path
+) -> None:
+    director = Director(now=datetime.now(UTC))  # the CLI's devices run on the real clock
+    release = director.release("2.0.0")
+    for blob in release.blobs.values():
+        artifacts.add(blob)
+    keys = tmp_path / "keys"
+    device_ids = _enroll(keys, 3)
+    for device_id in device_ids[:2]:  # the third device is never told
+        server.publish_desired(device_id, director.delivery(device_id, release))
+    (tmp_path / "root.json").write_bytes(director.root.to_bytes())
+    base = [
+        "run",
+        *("--keys", str(keys), "--root", str(tmp_path / "root.json")),
+        *("--mqtt", mosquitto.url, "--http", artifacts.base_url),
+        *("--until-healthy", release.digest),
+    ]
+
+    partial = runner.invoke(app, [*base, "--min-healthy", "0.6", "--timeout", "10"])
+    assert partial.exit_code == 0, partial.output
+    assert "healthy" in partial.stdout
+
+    everyone = runner.invoke(app, [*base, "--timeout", "1"])
+    assert everyone.exit_code == 1, everyone.output
+
+
+def test_fleet_view_counts_devices_that_never_reported() -> None:
+    view = FleetView(total=3)
+    assert view.counts() == {"unreported": 3}

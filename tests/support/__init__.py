@@ -1,0 +1,1 @@
+"""Test support: real processes and servers that tests start on free ports and always stop."""

@@ -1,0 +1,150 @@
+"""A real Mosquitto on a free port, rendered from ``deploy/mosquitto/``, always stopped.
+
+Example::
+
+    with running_mosquitto(tmp_path) as broker:
+        client.connect(broker.host, broker.port)
+
+The ``mosquitto`` pytest fixture (registered in ``tests/conftest.py``) wraps this and
+skips the test when no ``mosquitto`` binary is installed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import socket
+import string
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ACL",
+    "TEMPLATE",
+    "Broker",
+    "BrokerStartError",
+    "find_mosquitto",
+    "free_port",
+    "running_mosquitto",
+]
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+TEMPLATE = DEPLOY / "mosquitto.conf.template"
+ACL = DEPLOY / "acl"
+HOST = "127.0.0.1"
+
+
+class BrokerStartError(RuntimeError):
+    """Mosquitto exited or did not accept connections in time; the message has its log."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+SBIN = (Path("/usr/sbin/mosquitto"), Path("/usr/local/sbin/mosquitto"))
+
+
+def find_mosquitto() -> str | None:
+    """``mosquitto`` on PATH, or in an sbin directory that is often not on PATH."""
+    return shutil.which("mosquitto") or next((str(p) for p in SBIN if p.exists()), None)
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _render(directory: Path, port: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    acl = directory / "acl"
+    shutil.copyfile(ACL, acl)
+    text = string.Template(TEMPLATE.read_text()).substitute(
+        port=port, bind_address=HOST, acl_file=str(acl), user=getpass.getuser()
+    )
+    config = directory / "mosquitto.conf"
+    config.write_text(text)
+    return config
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _start(binary: str, directory: Path, timeout: float) -> Broker:
+    port = free_port()
+    config = _render(directory, port)
+    log = directory / "mosquitto.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    broker = Broker(host=HOST, port=port, log=log, process=process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BrokerStartError(
+                f"mosquitto exited with {process.returncode}:\n{broker.log_text()}"
+            )
+        if _accepts(port):
+            return broker
+        time.sleep(0.02)
+    _stop(process)
+    raise BrokerStartError(
+        f"mosquitto did not listen on {port} in {timeout} s:\n{broker.log_text()}"
+    )
+
+
+@contextmanager
+def running_mosquitto(
+    directory: Path, *, binary: str | None = None, timeout: float = 10.0, attempts: int = 3
+) -> Iterator[Broker]:
+    """Start Mosquitto with the dev config on a free port; stop it however the block ends.
+
+    A free port can be taken between choosing it and Mosquitto binding it, so a start
+    that fails is tried again on another port.
+    """
+    binary = binary or find_mosquitto()
+    if binary is None:
+        raise BrokerStartError("no mosquitto binary found (apt-get install mosquitto)")
+    for attempt in range(1, attempts + 1):
+        try:
+            broker = _start(binary, directory / f"run-{attempt}", timeout)
+            break
+        except BrokerStartError:
+            if attempt == attempts:
+                raise
+    try:
+        yield broker
+    finally:
+        _stop(broker.process)
