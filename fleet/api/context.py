@@ -1,0 +1,27 @@
+"""Everything the API's routes need, built by the composition root and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fleet.observability import Metrics
+from fleet.services.director import Director
+from fleet.store import BlobStore, UnitOfWork
+from schemas import Envelope, RootMetadata
+
+__all__ = ["ApiContext"]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    new_uow: Callable[[], UnitOfWork]
+    blobs: BlobStore
+    director: Director
+    root: Callable[[], RootMetadata]
+    roots: Callable[[], Sequence[Envelope]]
+    clock: Callable[[], datetime]
+    metrics: Metrics
+    max_artifact_bytes: int
+    on_directions_queued: Callable[[], None] = lambda: None

@@ -1,0 +1,1 @@
+"""The admin API's request and response models, one family per entity."""

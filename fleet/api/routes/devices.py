@@ -1,0 +1,124 @@
+"""Devices: enrollment, lookup, tags, and what the server knows and decided for each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, status
+
+from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
+from fleet.api.models.common import (
+    MAX_BULK_DEVICES,
+    DeviceId,
+    Digest,
+    Name,
+    PageLimit,
+    Tag,
+    problem_responses,
+)
+from fleet.api.models.devices import (
+    DeviceCreate,
+    DeviceList,
+    DevicePublic,
+    DeviceTags,
+    DirectionPublic,
+    EnrollmentResult,
+    StatusEventPublic,
+)
+from fleet.api.routes import API_PREFIX
+from fleet.services import queries
+from fleet.services.catalog import enroll_devices, set_device_tags
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+
+DeviceBatch = Annotated[
+    list[DeviceCreate],
+    Body(
+        min_length=1,
+        max_length=MAX_BULK_DEVICES,
+        description="the devices.json `fleet-sim keys` writes; all are enrolled or none",
+    ),
+]
+_WRITE_PROBLEMS = problem_responses(401, 403, 404, 409, 413, 422)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_WRITE_PROBLEMS)
+def enroll(body: DeviceCreate, context: ContextDep, caller: OperatorDep) -> DevicePublic:
+    """Enroll one device; its class must exist and its id and key must be new."""
+    (device,) = enroll_devices(
+        context.new_uow(), [body.to_enrollment()], actor=caller.name, now=context.clock()
+    )
+    return DevicePublic.from_record(device)
+
+
+@router.post("/bulk", status_code=status.HTTP_201_CREATED, responses=_WRITE_PROBLEMS)
+def enroll_bulk(body: DeviceBatch, context: ContextDep, caller: OperatorDep) -> EnrollmentResult:
+    """Enroll up to 10,000 devices at once; one bad entry refuses the whole batch."""
+    devices = enroll_devices(
+        context.new_uow(),
+        [entry.to_enrollment() for entry in body],
+        actor=caller.name,
+        now=context.clock(),
+    )
+    return EnrollmentResult(enrolled=len(devices), ids=[d.id for d in devices])
+
+
+@router.get("", responses=problem_responses(401, 422))
+def find(
+    context: ContextDep,
+    _: ViewerDep,
+    device_class: Name | None = None,
+    tag: Annotated[list[Tag] | None, Query(max_length=32, description="repeatable")] = None,
+    release: Annotated[Digest | None, Query(description="running release digest")] = None,
+    after: Annotated[DeviceId | None, Query(description="the previous page's next_after")] = None,
+    limit: PageLimit = 100,
+) -> DeviceList:
+    """Devices matching every filter given, ordered by id; page with `after`."""
+    devices = queries.find_devices(
+        context.new_uow(),
+        device_class=device_class,
+        tags=tag or (),
+        release=release,
+        after=after,
+        limit=limit + 1,
+    )
+    page = devices[:limit]
+    more = len(devices) > limit
+    return DeviceList(
+        items=[DevicePublic.from_record(d) for d in page],
+        next_after=page[-1].id if more else None,
+    )
+
+
+@router.get("/{device_id}", responses=problem_responses(401, 404, 422))
+def get_one(device_id: DeviceId, context: ContextDep, _: ViewerDep) -> DevicePublic:
+    """Reported state, running release and components, presence, director sequence."""
+    return DevicePublic.from_record(queries.get_device(context.new_uow(), device_id))
+
+
+@router.put("/{device_id}/tags", responses=_WRITE_PROBLEMS)
+def replace_tags(
+    device_id: DeviceId, body: DeviceTags, context: ContextDep, caller: OperatorDep
+) -> DevicePublic:
+    """Replace the device's tags with exactly these."""
+    device = set_device_tags(
+        context.new_uow(), device_id, body.tags, actor=caller.name, now=context.clock()
+    )
+    return DevicePublic.from_record(device)
+
+
+@router.get("/{device_id}/history", responses=problem_responses(401, 404, 422))
+def history(
+    device_id: DeviceId, context: ContextDep, _: ViewerDep, limit: PageLimit = 100
+) -> list[StatusEventPublic]:
+    """Status events the device reported, newest first."""
+    events = queries.device_history(context.new_uow(), device_id, limit=limit)
+    return [StatusEventPublic.from_record(e) for e in events]
+
+
+@router.get("/{device_id}/director", responses=problem_responses(401, 404, 422))
+def director(device_id: DeviceId, context: ContextDep, _: ViewerDep) -> DirectionPublic:
+    """The latest signed director manifest for the device, and whether it was published."""
+    return DirectionPublic.from_record(queries.latest_direction(context.new_uow(), device_id))

@@ -1,0 +1,99 @@
+"""Assigning a release to devices: one signed director manifest each, via the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from fleet.domain.records import Device, DirectorRecord, Release
+from fleet.services.director import Director, DirectorDecision
+from fleet.services.errors import ClassMismatch, NotFoundError
+from fleet.store import UnitOfWork
+from schemas import Action, Calibration
+
+__all__ = ["assign_release", "issue_directions"]
+
+
+def _calibration_of(uow: UnitOfWork, device_id: str) -> Calibration | None:
+    latest = uow.calibrations.latest(device_id)
+    if latest is None:
+        return None
+    return Calibration(version=latest.version, sha256=latest.sha256, length=latest.length)
+
+
+def issue_directions(
+    uow: UnitOfWork,
+    director: Director,
+    release: Release,
+    devices: Sequence[Device],
+    *,
+    now: datetime,
+    action: Action = Action.INSTALL,
+    rollout_id: str | None = None,
+    wave: int | None = None,
+) -> list[DirectorRecord]:
+    """Inside the caller's transaction: sign and queue one manifest per device."""
+    records = []
+    for device in devices:
+        if device.device_class != release.device_class:
+            raise ClassMismatch(
+                f"release {release.name} {release.version} is for {release.device_class!r}; "
+                f"device {device.id} is {device.device_class!r}"
+            )
+        decision = DirectorDecision(
+            device_id=device.id,
+            release_digest=release.digest,
+            action=action,
+            calibration=_calibration_of(uow, device.id),
+            rollout_id=rollout_id,
+            wave=wave,
+        )
+        sequence = uow.director.next_sequence(device.id)
+        envelope = director.sign(decision, sequence=sequence, now=now)
+        manifest_expires = now + director.ttl
+        record = DirectorRecord(
+            device_id=device.id,
+            sequence=sequence,
+            release_digest=release.digest,
+            action=action,
+            issued_at=now,
+            expires_at=manifest_expires,
+            envelope_json=envelope.to_bytes().decode(),
+            rollout_id=rollout_id,
+            wave=wave,
+        )
+        uow.director.add(record)
+        records.append(record)
+    return records
+
+
+def assign_release(
+    uow: UnitOfWork,
+    director: Director,
+    release_digest: str,
+    device_ids: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+) -> list[DirectorRecord]:
+    """Direct assignment (outside any rollout): all devices or none."""
+    with uow:
+        release = uow.releases.get(release_digest)
+        if release is None:
+            raise NotFoundError(f"release {release_digest} is not registered")
+        devices = []
+        for device_id in dict.fromkeys(device_ids):
+            device = uow.devices.get(device_id)
+            if device is None:
+                raise NotFoundError(f"device {device_id!r} is not enrolled")
+            devices.append(device)
+        records = issue_directions(uow, director, release, devices, now=now)
+        uow.audit.append(
+            at=now,
+            actor=actor,
+            action="release.assign",
+            subject=f"release:{release_digest}",
+            detail={"count": len(devices), "devices": [d.id for d in devices[:20]]},
+        )
+        uow.commit()
+    return records

@@ -1,0 +1,82 @@
+"""Ingesting device status: verified against the enrolled key, then recorded.
+
+Messages arrive in batches (one transaction per batch keeps the database off the hot
+path); each message is judged on its own, and a refused one is counted, never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fleet.domain.records import InstalledComponent, StatusEvent
+from fleet.services.device_auth import DeviceMessageRefused, verify_device_message
+from fleet.store import UnitOfWork
+from schemas import DocumentError, PublicKey, StatusReport
+
+__all__ = ["IncomingMessage", "StatusOutcome", "ingest_status_batch"]
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    device_id: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    device_id: str
+    accepted: bool
+    reason: str | None = None  # a stable code when refused
+    report: StatusReport | None = None
+
+
+def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
+    device = uow.devices.get(message.device_id)
+    if device is None:
+        return StatusOutcome(message.device_id, False, "unknown_device")
+    try:
+        report = verify_device_message(
+            message.payload,
+            device_id=device.id,
+            key=PublicKey(public=device.public_key_hex),
+            last_counter=device.status_counter,
+            model=StatusReport,
+        )
+    except (DeviceMessageRefused, DocumentError) as exc:
+        return StatusOutcome(device.id, False, exc.code)
+    recorded = uow.devices.update_reported(
+        device.id,
+        counter=report.counter,
+        seen_at=message.received_at,
+        state=report.state,
+        running_release_digest=report.running_release_digest,
+        components=[
+            InstalledComponent(c.kind, c.version, c.security_version) for c in report.components
+        ],
+    )
+    if not recorded:
+        return StatusOutcome(device.id, False, "replayed")
+    uow.status_events.append(
+        StatusEvent(
+            device_id=device.id,
+            counter=report.counter,
+            state=report.state,
+            received_at=message.received_at,
+            release_digest=report.release_digest,
+            error_code=report.error_code,
+            detail=report.detail,
+        )
+    )
+    return StatusOutcome(device.id, True, report=report)
+
+
+def ingest_status_batch(
+    uow: UnitOfWork, messages: Sequence[IncomingMessage]
+) -> list[StatusOutcome]:
+    with uow:
+        outcomes = [_judge(uow, message) for message in messages]
+        uow.commit()
+    return outcomes
