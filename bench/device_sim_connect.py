@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from device_sim.mqtt_link import DeviceLink, MqttHub
-from tests.support.mosquitto import running_mosquitto
+from fleet.transports.embedded_broker import running_mosquitto
 
 
 async def connect_fleet(host: str, port: int, count: int) -> None:

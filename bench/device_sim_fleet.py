@@ -24,9 +24,9 @@ from typing import Any
 from device_sim.cli import app
 from device_sim.faults import Faults
 from device_sim.fleet import Endpoints, Fleet, load_enrollment
+from fleet.transports.embedded_broker import running_mosquitto
 from tests.device_sim.director import Director, ServerClient
 from tests.support.artifact_server import ArtifactServer
-from tests.support.mosquitto import running_mosquitto
 
 
 def _serve(blobs: list[bytes], urls: Any, stop: Any) -> None:

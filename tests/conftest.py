@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mosquitto import Broker, find_mosquitto, running_mosquitto
+from fleet.transports.embedded_broker import Broker, find_mosquitto, running_mosquitto
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
-"""A real Mosquitto on a free port, rendered from ``deploy/mosquitto/``, always stopped.
+"""A Mosquitto the server (or a test) starts itself, rendered from ``deploy/mosquitto/``.
 
-Example::
+``fleet serve`` uses it when no ``FLEET_MQTT_URL`` is set; the tests' ``mosquitto``
+fixture (``tests/conftest.py``) uses it on a free port. Always stopped on exit::
 
     with running_mosquitto(tmp_path) as broker:
         client.connect(broker.host, broker.port)
-
-The ``mosquitto`` pytest fixture (registered in ``tests/conftest.py``) wraps this and
-skips the test when no ``mosquitto`` binary is installed.
 """
 
 from __future__ import annotations
@@ -32,7 +30,8 @@ __all__ = [
     "running_mosquitto",
 ]
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+# A link to deploy/mosquitto, so the installed package carries the configs we ship.
+DEPLOY = Path(__file__).resolve().parent / "broker_config"
 TEMPLATE = DEPLOY / "mosquitto.conf.template"
 ACL = DEPLOY / "acl"
 HOST = "127.0.0.1"
@@ -101,8 +100,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def _start(binary: str, directory: Path, timeout: float) -> Broker:
-    port = free_port()
+def _start(binary: str, directory: Path, timeout: float, port: int) -> Broker:
     config = _render(directory, port)
     log = directory / "mosquitto.log"
     with log.open("wb") as out:
@@ -127,19 +125,26 @@ def _start(binary: str, directory: Path, timeout: float) -> Broker:
 
 @contextmanager
 def running_mosquitto(
-    directory: Path, *, binary: str | None = None, timeout: float = 10.0, attempts: int = 3
+    directory: Path,
+    *,
+    port: int | None = None,
+    binary: str | None = None,
+    timeout: float = 10.0,
+    attempts: int = 3,
 ) -> Iterator[Broker]:
-    """Start Mosquitto with the dev config on a free port; stop it however the block ends.
+    """Start Mosquitto with the dev config; stop it however the block ends.
 
-    A free port can be taken between choosing it and Mosquitto binding it, so a start
-    that fails is tried again on another port.
+    Without ``port`` it takes a free one; as a free port can be taken between choosing
+    it and Mosquitto binding it, a start that fails is tried again on another port.
     """
     binary = binary or find_mosquitto()
     if binary is None:
         raise BrokerStartError("no mosquitto binary found (apt-get install mosquitto)")
+    attempts = 1 if port is not None else attempts
     for attempt in range(1, attempts + 1):
         try:
-            broker = _start(binary, directory / f"run-{attempt}", timeout)
+            chosen = port if port is not None else free_port()
+            broker = _start(binary, directory / f"run-{attempt}", timeout, chosen)
             break
         except BrokerStartError:
             if attempt == attempts:

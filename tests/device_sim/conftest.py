@@ -18,11 +18,11 @@ from device_sim.fleet import DeviceAgent, Endpoints
 from device_sim.http_fetch import FetchPolicy
 from device_sim.mqtt_link import MqttHub
 from device_sim.state import PersistentState, StateStore, provision
+from fleet.transports.embedded_broker import Broker
 from schemas import StatusReport
 from signer.keys import SigningKey
 from tests.device_sim.director import START, Director, Release, ServerClient
 from tests.support.artifact_server import ArtifactServer
-from tests.support.mosquitto import Broker
 
 FAST_RETRIES = FetchPolicy(deadline=10.0, attempts=12, backoff=0.01, max_backoff=0.05)
 

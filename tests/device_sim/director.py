@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from device_sim.state import Slot
 from device_sim.wire import SERVER_USERNAME, desired_topic
+from fleet.transports.embedded_broker import Broker
 from schemas import (
     Calibration,
     Component,
@@ -41,7 +42,6 @@ from schemas import (
 from signer.acceptance import payload_digest
 from signer.keys import SigningKey, verify_signature
 from signer.signing import sign_model
-from tests.support.mosquitto import Broker
 
 __all__ = [
     "DEVICE_CLASS",

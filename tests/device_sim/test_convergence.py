@@ -6,10 +6,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from device_sim.flash import Flash
+from fleet.transports.embedded_broker import Broker
 from schemas import DeviceState
 from tests.device_sim.conftest import Sim, eventually
 from tests.device_sim.director import states
-from tests.support.mosquitto import Broker
 
 LIFECYCLE = [
     "idle",

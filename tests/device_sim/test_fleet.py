@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 from device_sim.cli import app
 from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
+from fleet.transports.embedded_broker import Broker
 from schemas import DeviceState
 from signer.keys import load_public_key
 from tests.device_sim.conftest import FAST_RETRIES
 from tests.device_sim.director import START, Director, ServerClient
 from tests.support.artifact_server import ArtifactServer
-from tests.support.mosquitto import Broker
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device_sim.state import PersistentState
+from fleet.transports.embedded_broker import Broker
 from schemas import DeviceState
 from tests.device_sim.conftest import Sim, eventually
 from tests.device_sim.director import ServerClient
-from tests.support.mosquitto import Broker
 
 
 def _raw_device(broker: Broker, device_id: str, **callbacks: object) -> mqtt.Client:

@@ -1,0 +1,67 @@
+"""structlog JSON logs and Prometheus metrics, configured once by the composition root.
+
+Log-level policy (after aiocoap): DEBUG normal operation, INFO expected but interesting
+(a release registered, a device converged), WARNING a misbehaving peer (forged status,
+malformed message), ERROR our own bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "configure_logging"]
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+@dataclass
+class Metrics:
+    """One registry per server instance, so tests can build many servers in one process."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.mqtt_messages = Counter(
+            "fleet_mqtt_messages", "device messages received", ["kind"], registry=r
+        )
+        self.device_messages_dropped = Counter(
+            "fleet_device_messages_dropped",
+            "device messages refused (forged, replayed, malformed, unknown device)",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.manifests_published = Counter(
+            "fleet_director_manifests_published", "director manifests published", registry=r
+        )
+        self.outbox_pending = Gauge(
+            "fleet_outbox_pending", "director manifests not yet acknowledged", registry=r
+        )
+        self.device_states = Counter(
+            "fleet_device_status", "status reports accepted by state", ["state"], registry=r
+        )
+        self.http_requests = Histogram(
+            "fleet_http_request_seconds",
+            "admin API latency",
+            ["method", "route", "status"],
+            registry=r,
+        )

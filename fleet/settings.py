@@ -1,0 +1,58 @@
+"""Server settings from the environment (``FLEET_*``) or a ``.env``-style file.
+
+Everything has an embedded default so ``fleet serve`` runs with no configuration:
+SQLite and blobs under the data directory, and a Mosquitto the server starts itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEET_", env_file=None, extra="forbid")
+
+    data_dir: Path = Field(default=Path("fleet-data"), description="state, blobs, keys")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite in the data dir"
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="mqtt://user@host:port; default: start a local broker"
+    )
+    embedded_mqtt_port: int = Field(
+        default=0, ge=0, le=65535, description="port of the self-started broker; 0 = free"
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_http_url: str | None = Field(
+        default=None, description="base URL devices use for artifact downloads"
+    )
+    root_path: Path | None = Field(default=None, description="pinned root metadata envelope")
+    director_key_path: Path | None = Field(default=None, description="online director key")
+    director_key_passphrase: str | None = None
+    director_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
+    mqtt_share_group: str = "fleet"
+    max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    bootstrap_admin_token: str | None = Field(
+        default=None, description="an admin token created on first start"
+    )
+
+    @field_validator("bootstrap_admin_token")
+    @classmethod
+    def _refuse_weak_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 24:
+            raise ValueError("bootstrap admin token must be at least 24 characters")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'fleet.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

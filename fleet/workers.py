@@ -1,0 +1,168 @@
+"""Background workers of one server process: the outbox pump and the device inbox.
+
+Each is a thread with a stop event; the composition root starts and stops them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import structlog
+
+from fleet.observability import Metrics
+from fleet.services.delivery import DesiredStatePublisher, publish_pending
+from fleet.services.presence import record_presence
+from fleet.services.status import IncomingMessage, ingest_status_batch
+from fleet.store import StoreError, UnitOfWork
+from fleet.transports.errors import TransportError
+from fleet.transports.mqtt_fleet import DeviceMessage
+from schemas import Envelope
+
+__all__ = ["DeviceInbox", "OutboxPump"]
+
+_log = structlog.get_logger(__name__)
+UowFactory = Callable[[], UnitOfWork]
+
+
+class _Worker:
+    name = "worker"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._step()
+                backoff = 0.1
+            except (TransportError, StoreError) as exc:
+                _log.warning(f"{self.name}_retrying", error=str(exc), backoff=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                _log.exception(f"{self.name}_failed")
+                self._stop.wait(1.0)
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+
+class OutboxPump(_Worker):
+    """Publishes queued director manifests; ``wake()`` after queueing new ones."""
+
+    name = "outbox_pump"
+
+    def __init__(
+        self,
+        new_uow: UowFactory,
+        publisher: DesiredStatePublisher,
+        *,
+        roots: Callable[[], Sequence[Envelope]],
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+        idle_poll: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self._new_uow = new_uow
+        self._publisher = publisher
+        self._roots = roots
+        self._clock = clock
+        self._metrics = metrics
+        self._idle_poll = idle_poll
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._wake.set()
+        super().stop(timeout)
+
+    def _step(self) -> None:
+        published = publish_pending(
+            self._new_uow(), self._publisher, roots=self._roots(), now=self._clock
+        )
+        self._metrics.manifests_published.inc(published)
+        if published == 0:
+            self._wake.wait(self._idle_poll)
+            self._wake.clear()
+
+
+class DeviceInbox(_Worker):
+    """Drains device messages in batches: one transaction per batch."""
+
+    name = "device_inbox"
+
+    def __init__(
+        self,
+        new_uow: UowFactory,
+        inbox: queue.Queue[DeviceMessage],
+        *,
+        metrics: Metrics,
+        batch_size: int = 500,
+    ) -> None:
+        super().__init__()
+        self._new_uow = new_uow
+        self._inbox = inbox
+        self._metrics = metrics
+        self._batch_size = batch_size
+
+    def _take_batch(self) -> list[DeviceMessage]:
+        try:
+            batch = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _step(self) -> None:
+        batch = self._take_batch()
+        if not batch:
+            return
+        statuses = [m for m in batch if m.kind == "status"]
+        presence = [(m.device_id, m.payload, m.received_at) for m in batch if m.kind == "online"]
+        for message in batch:
+            self._metrics.mqtt_messages.labels(kind=message.kind).inc()
+            if message.kind == "telemetry":
+                self._metrics.device_messages_dropped.labels(
+                    kind="telemetry", reason="not_supported"
+                ).inc()
+        if presence:
+            record_presence(self._new_uow(), presence)
+        if statuses:
+            self._ingest(statuses)
+
+    def _ingest(self, statuses: list[DeviceMessage]) -> None:
+        outcomes = ingest_status_batch(
+            self._new_uow(),
+            [IncomingMessage(m.device_id, m.payload, m.received_at) for m in statuses],
+        )
+        for outcome in outcomes:
+            if outcome.accepted and outcome.report is not None:
+                self._metrics.device_states.labels(state=outcome.report.state.value).inc()
+            else:
+                self._metrics.device_messages_dropped.labels(
+                    kind="status", reason=outcome.reason or "unknown"
+                ).inc()
+                _log.warning(
+                    "device_message_dropped",
+                    kind="status",
+                    device_id=outcome.device_id,
+                    reason=outcome.reason,
+                )
