@@ -27,7 +27,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from device_sim.errors import DownloadFailed, PowerLoss
+from device_sim.errors import ArtifactUnavailable, DownloadFailed, PowerLoss
 from device_sim.faults import Faults
 from device_sim.flash import ArtifactRef, Flash, verify_file
 from device_sim.ports import ArtifactFetcher, Clock, StatusSink
@@ -107,6 +107,11 @@ def _root_envelope(
     return current
 
 
+# Pauses (seconds, jittered ±50 %) before retrying a download that failed for a transient
+# reason; a real device would use minutes, the simulator keeps tests short.
+DOWNLOAD_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+
 class Device:
     def __init__(
         self,
@@ -119,7 +124,9 @@ class Device:
         clock: Clock,
         rng: random.Random,
         faults: Faults | None = None,
+        retry_delays: tuple[float, ...] = DOWNLOAD_RETRY_DELAYS,
     ) -> None:
+        self._retry_delays = retry_delays
         self._key = key
         self._store = store
         self._flash = flash
@@ -201,7 +208,7 @@ class Device:
             return
         artifacts = artifacts_of(release, director)
         try:
-            await self._download(pending, artifacts)
+            await self._download_with_retries(pending, artifacts)
             await self._verify(pending, artifacts)
         except (ArtifactRefusal, DownloadFailed) as exc:
             log.warning(
@@ -218,6 +225,23 @@ class Device:
             return
         target = await self._install(pending, artifacts, release, director)
         await self._boot(pending, artifacts, release, target)
+
+    async def _download_with_retries(
+        self, pending: PendingUpdate, artifacts: tuple[ArtifactRef, ...]
+    ) -> None:
+        """A transient failure (server restarting, link down) is retried with growing
+        pauses, keeping what was downloaded; a missing artifact is not."""
+        for delay in (*self._retry_delays, None):
+            try:
+                await self._download(pending, artifacts)
+                return
+            except ArtifactUnavailable:
+                raise
+            except DownloadFailed as exc:
+                if delay is None:
+                    raise
+                log.info("%s: %s; retrying in %.1f s", self.device_id, exc, delay)
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
 
     async def _download(self, pending: PendingUpdate, artifacts: tuple[ArtifactRef, ...]) -> None:
         total = sum(artifact.length for artifact in artifacts) or 1

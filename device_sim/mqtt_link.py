@@ -77,14 +77,21 @@ class MqttHub:
         self._loop.add_reader(sock, client.loop_read)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, sock: SocketLike) -> None:
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
+        if self._watchable(sock):
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
 
     def _on_register_write(self, client: mqtt.Client, _userdata: Any, sock: SocketLike) -> None:
         self._loop.add_writer(sock, client.loop_write)
 
     def _on_unregister_write(self, _client: mqtt.Client, _userdata: Any, sock: SocketLike) -> None:
-        self._loop.remove_writer(sock)
+        if self._watchable(sock):
+            self._loop.remove_writer(sock)
+
+    def _watchable(self, sock: SocketLike) -> bool:
+        # paho also calls back from Client.__del__, possibly after the socket was closed
+        # or after the event loop that watched it has ended.
+        return not self._loop.is_closed() and sock.fileno() >= 0
 
 
 class DeviceLink:

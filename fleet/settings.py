@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     director_key_passphrase: str | None = None
     director_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
     mqtt_share_group: str = "fleet"
+    mqtt_client_id: str = Field(
+        default="fleet-server",
+        description="stable across restarts: the broker keeps this session's messages",
+    )
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     bootstrap_admin_token: str | None = Field(
         default=None, description="an admin token created on first start"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -62,8 +63,16 @@ def _check(rc: MQTTErrorCode | int, action: str) -> None:
 class ServerMqtt:
     """Connects, keeps its subscriptions across reconnects, publishes with QoS 1."""
 
-    def __init__(self, endpoint: MqttEndpoint, *, client_id: str, on_message: MessageHandler):
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        *,
+        client_id: str,
+        on_message: MessageHandler,
+        session_expiry: int = 86_400,
+    ):
         self._endpoint = endpoint
+        self._session_expiry = session_expiry
         self._on_message = on_message
         self._filters: list[str] = []
         self._connected = threading.Event()
@@ -81,8 +90,18 @@ class ServerMqtt:
         self._client.on_message = self._handle_message
 
     def start(self, *, timeout: float = 10.0) -> None:
+        # A persistent session (same client id, clean_start False) makes the broker keep
+        # the QoS 1 device messages that arrive while this server restarts.
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry
         with _mapped("connect"):
-            self._client.connect_async(self._endpoint.host, self._endpoint.port, keepalive=30)
+            self._client.connect_async(
+                self._endpoint.host,
+                self._endpoint.port,
+                keepalive=30,
+                clean_start=False,
+                properties=properties,
+            )
             self._client.loop_start()
         if not self._connected.wait(timeout):
             self.stop()

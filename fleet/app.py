@@ -1,0 +1,184 @@
+"""The composition root: settings → store → services → API and transports.
+
+Nothing is built at import time; ``build_server`` wires one server process and
+``FleetServer.start``/``stop`` run its moving parts (broker, MQTT, workers).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from fleet.api.app import create_api
+from fleet.api.context import ApiContext
+from fleet.domain.records import Role as TokenRole
+from fleet.observability import Metrics
+from fleet.root_store import RootStore
+from fleet.services.director import Director
+from fleet.services.tokens import create_token
+from fleet.settings import Settings
+from fleet.store import BlobStore, SqlUnitOfWork, UnitOfWork, make_engine, upgrade
+from fleet.store.db import make_session_factory
+from fleet.transports.embedded_broker import Broker, free_port, running_mosquitto
+from fleet.transports.mqtt import MqttEndpoint
+from fleet.transports.mqtt_fleet import DeviceMessage, MqttFleetTransport
+from fleet.workers import DeviceInbox, OutboxPump
+from schemas import Role
+from signer.keys import KeyFileError, SigningKey, load_signing_key
+
+__all__ = ["ConfigurationError", "FleetServer", "build_server", "utc_now"]
+
+SERVER_USERNAME = "fleet-server"
+_log = structlog.get_logger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """The server cannot start with these settings; the message says what to change."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class FleetServer:
+    settings: Settings
+    api: FastAPI
+    roots: RootStore
+    new_uow: Callable[[], UnitOfWork]
+    transport: MqttFleetTransport
+    pump: OutboxPump
+    inbox: DeviceInbox
+    mqtt_endpoint: MqttEndpoint
+    embedded_broker_port: int | None
+    engine: Engine
+    broker: Broker | None = None
+    _running: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def start(self) -> None:
+        if self.embedded_broker_port is not None:
+            self.broker = self._running.enter_context(
+                running_mosquitto(
+                    self.settings.data_dir / "mosquitto", port=self.embedded_broker_port
+                )
+            )
+        self.transport.start()
+        self.pump.start()
+        self.inbox.start()
+        _log.info("server_started", mqtt=f"{self.mqtt_endpoint.host}:{self.mqtt_endpoint.port}")
+
+    def stop(self) -> None:
+        self.pump.stop()
+        self.inbox.stop()
+        self.transport.stop()
+        self._running.close()
+        self.engine.dispose()
+        _log.info("server_stopped")
+
+
+def _load_director_key(settings: Settings, roots: RootStore) -> SigningKey:
+    path = settings.director_key_path or settings.data_dir / "director.key"
+    passphrase = settings.director_key_passphrase
+    try:
+        key = load_signing_key(path, passphrase=passphrase.encode() if passphrase else None)
+    except KeyFileError as exc:
+        raise ConfigurationError(f"director key: {exc} (set FLEET_DIRECTOR_KEY_PATH)") from exc
+    director_role = roots.trusted().role(Role.DIRECTOR)
+    if key.keyid not in director_role.keyids:
+        raise ConfigurationError(
+            f"director key {key.keyid[:12]} is not a director key of root "
+            f"v{roots.trusted().version}; devices would refuse every manifest"
+        )
+    return key
+
+
+def _load_roots(settings: Settings) -> RootStore:
+    roots = RootStore(settings.data_dir / "roots")
+    if settings.root_path is not None:
+        try:
+            roots.add(settings.root_path.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read root {settings.root_path}: {exc}") from exc
+    if roots.empty:
+        raise ConfigurationError(
+            "no root metadata pinned: set FLEET_ROOT_PATH to the root.json made by "
+            "`fleet-sign root init`"
+        )
+    return roots
+
+
+def _mqtt_endpoint(settings: Settings) -> tuple[MqttEndpoint, int | None]:
+    if settings.mqtt_url:
+        return MqttEndpoint.parse(settings.mqtt_url), None
+    port = settings.embedded_mqtt_port or free_port()
+    return MqttEndpoint("127.0.0.1", port, SERVER_USERNAME), port
+
+
+def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FleetServer:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+
+    def new_uow() -> UnitOfWork:
+        return SqlUnitOfWork(sessions)
+
+    roots = _load_roots(settings)
+    director = Director(
+        _load_director_key(settings, roots), timedelta(seconds=settings.director_ttl_seconds)
+    )
+    if settings.bootstrap_admin_token:
+        create_token(
+            new_uow(),
+            name="bootstrap-admin",
+            role=TokenRole.ADMIN,
+            actor="server",
+            now=clock(),
+            secret=settings.bootstrap_admin_token,
+        )
+    metrics = Metrics()
+    endpoint, embedded_port = _mqtt_endpoint(settings)
+    inbox: queue.Queue[DeviceMessage] = queue.Queue()
+    transport = MqttFleetTransport(
+        endpoint,
+        inbox,
+        client_id=settings.mqtt_client_id,
+        share_group=settings.mqtt_share_group,
+        clock=clock,
+    )
+    pump = OutboxPump(
+        new_uow, transport, roots=roots.newer_than_first, clock=clock, metrics=metrics
+    )
+    api = create_api(
+        ApiContext(
+            new_uow=new_uow,
+            blobs=BlobStore(settings.blob_dir),
+            director=director,
+            root=roots.trusted,
+            roots=roots.newer_than_first,
+            clock=clock,
+            metrics=metrics,
+            max_artifact_bytes=settings.max_artifact_bytes,
+            on_directions_queued=pump.wake,
+        )
+    )
+    return FleetServer(
+        settings=settings,
+        api=api,
+        roots=roots,
+        new_uow=new_uow,
+        transport=transport,
+        pump=pump,
+        inbox=DeviceInbox(new_uow, inbox, metrics=metrics),
+        mqtt_endpoint=endpoint,
+        embedded_broker_port=embedded_port,
+        engine=engine,
+    )

@@ -1,0 +1,113 @@
+"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet demo``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fleet.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, help="tinyfleet server and operator commands")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (written straight to the database)")
+app.add_typer(token_app, name="token")
+_err = Console(stderr=True)
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    try:
+        return Settings(data_dir=data_dir) if data_dir else Settings()
+    except ValueError as exc:
+        _err.print(f"[red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(2) from exc
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="overrides FLEET_DATA_DIR", show_default=False)
+]
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="overrides FLEET_HTTP_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides FLEET_HTTP_PORT")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    """Run the admin API, the MQTT director and the device inbox in one process."""
+    import uvicorn
+
+    from fleet.app import ConfigurationError, build_server
+    from fleet.observability import configure_logging
+
+    configure_logging(log_level.upper())
+    settings = _settings(data_dir)
+    try:
+        server = build_server(settings)
+        server.start()
+    except ConfigurationError as exc:
+        _err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        uvicorn.run(
+            server.api,
+            host=host or settings.http_host,
+            port=port if port is not None else settings.http_port,
+            log_level=log_level.lower(),
+        )
+    finally:
+        server.stop()
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="a label for the token's holder")],
+    role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "operator",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token and print its secret (shown once, stored as a hash)."""
+    from fleet.app import utc_now
+    from fleet.domain.records import Role
+    from fleet.services.tokens import create_token
+    from fleet.store import SqlUnitOfWork, make_engine, make_session_factory, upgrade
+
+    try:
+        parsed_role = Role(role)
+    except ValueError as exc:
+        _err.print(f"[red]error:[/] role must be admin, operator or viewer, not {role!r}")
+        raise typer.Exit(2) from exc
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    secret, _ = create_token(
+        SqlUnitOfWork(sessions), name=name, role=parsed_role, actor="cli", now=utc_now()
+    )
+    sys.stdout.write(secret + "\n")
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(min=1, max=2000, help="simulated devices")] = 50,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="keep the demo's state here (default: a temp dir)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the fleet")] = 120.0,
+) -> None:
+    """Start a server on embedded defaults, enroll a simulated fleet, roll a signed release."""
+    from fleet.demo import run_demo
+
+    raise typer.Exit(run_demo(devices=devices, data_dir=data_dir, timeout=timeout))
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""A small synchronous client for the admin API (demo, benchmarks, scripts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+__all__ = ["AdminClient", "ApiError"]
+
+
+class ApiError(RuntimeError):
+    def __init__(self, response: httpx.Response) -> None:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"code": "http_error", "detail": response.text[:200]}
+        self.status = response.status_code
+        self.code = str(problem.get("code", "http_error"))
+        super().__init__(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{self.status} {self.code}: {problem.get('detail', '')}"
+        )
+
+
+class AdminClient:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0) -> None:
+        self._http = httpx.Client(
+            base_url=f"{base_url.rstrip('/')}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.json()
+
+    def create_device_class(self, name: str, *, ram_bytes: int, flash_bytes: int) -> Any:
+        body = {"name": name, "ram_bytes": ram_bytes, "flash_bytes": flash_bytes}
+        return self._call("POST", "/device-classes", json=body)
+
+    def enroll(self, enrollment_json: bytes) -> Any:
+        """Enroll the devices of a ``fleet-sim keys`` ``devices.json``."""
+        return self._call(
+            "POST",
+            "/devices/bulk",
+            content=enrollment_json,
+            headers={"Content-Type": "application/json"},
+        )
+
+    def upload_artifact(self, data: bytes, *, media_type: str) -> str:
+        result = self._call(
+            "POST", "/artifacts", content=data, headers={"Content-Type": media_type}
+        )
+        return str(result["sha256"])
+
+    def register_release(self, envelope: bytes) -> str:
+        result = self._call(
+            "POST", "/releases", content=envelope, headers={"Content-Type": "application/json"}
+        )
+        return str(result["digest"])
+
+    def assign(self, release_digest: str, device_ids: Sequence[str]) -> Any:
+        body = {"device_ids": list(device_ids)}
+        return self._call("POST", f"/releases/{release_digest}/assign", json=body)
+
+    def device(self, device_id: str) -> Any:
+        return self._call("GET", f"/devices/{device_id}")
+
+    def history(self, device_id: str) -> Any:
+        return self._call("GET", f"/devices/{device_id}/history")
+
+    def devices(self, *, page: int = 1000) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page}
+            if after:
+                params["after"] = after
+            result = self._call("GET", "/devices", params=params)
+            yield from result["items"]
+            after = result["next_after"]
+            if not after:
+                return
