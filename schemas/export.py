@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.components import SensorCalibration, Thresholds
 from schemas.director import Delivery
 from schemas.documents import DOCUMENT_KINDS
 from schemas.dsse import Envelope
@@ -22,6 +23,8 @@ def render_all() -> dict[str, str]:
         **DOCUMENT_KINDS,
         "delivery": Delivery,
         "envelope": Envelope,
+        "thresholds": Thresholds,
+        "sensor_calibration": SensorCalibration,
     }
     rendered: dict[str, str] = {}
     for kind, model in sorted(models.items()):
