@@ -44,6 +44,14 @@ from schemas import (
     TelemetryWindow,
     canonical_bytes,
 )
+from schemas.canonical import model_bytes
+from schemas.components import (
+    ClassifierDecision,
+    HistogramBins,
+    InputSummary,
+    SensorCalibration,
+    Thresholds,
+)
 from signer.acceptance import DeviceTrustState, accept_update, payload_digest
 from signer.keys import SigningKey
 from signer.signing import sign_model
@@ -91,7 +99,7 @@ FIELD_TABLES = (
 )
 
 _BLOCK = re.compile(
-    r"<!-- (?P<key>(?:example|fields):[A-Za-z0-9-]+) -->\n"
+    r"<!-- (?P<key>(?:example|fields):[A-Za-z0-9_-]+) -->\n"
     r"(?:(?P<fence>```[a-z]*)\n(?P<code>(?:.*?\n)??)```|(?P<table>(?:\|[^\n]*\n)+))",
     re.S,
 )
@@ -187,6 +195,18 @@ def _telemetry(release_digest: str) -> TelemetryReport:
         mechanism=Mechanism(name="discrete_laplace", epsilon=1.0, cap=8),
         histograms={"score": (3, 0, -1, 5)},
         counters={"inferences": 1200},
+    )
+
+
+def _thresholds() -> Thresholds:
+    return Thresholds(
+        model_sha256=hashlib.sha256(b"model.tflite").hexdigest(),
+        labels=("idle", "wave", "tap"),
+        decision=ClassifierDecision(min_confidence=0.5),
+        inputs={InputSummary.RMS_X: HistogramBins(edges=(0.1, 0.5, 1.0, 2.0))},
+        output=HistogramBins(edges=(0.25, 0.5, 0.75)),
+        privacy=Mechanism(name="discrete_laplace", epsilon=4.0, cap=100),
+        window_seconds=3600,
     )
 
 
@@ -291,6 +311,10 @@ def render_examples(example: Example) -> dict[str, str]:
         "status-payload": _text(example.status_envelope.payload_bytes()),
         "status-envelope": _text(example.status_envelope.to_bytes()),
         "telemetry-payload": _text(example.telemetry_envelope.payload_bytes()),
+        "thresholds-payload": _text(model_bytes(_thresholds())),
+        "sensor_calibration-payload": _text(
+            model_bytes(SensorCalibration(gain=(1.02, 0.98, 1.0), offset=(0.01, -0.02, 0.0)))
+        ),
     }
 
 
