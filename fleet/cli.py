@@ -1,4 +1,4 @@
-"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet demo``."""
+"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet demo``, ``fleet model``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import typer
 from rich.console import Console
 
 from fleet.settings import Settings
+from fleet.toolkit.cli import model_app
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, help="tinyfleet server and operator commands")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (written straight to the database)")
 app.add_typer(token_app, name="token")
+# Training imports TensorFlow (the ml extra) only when `fleet model train` runs.
+app.add_typer(model_app, name="model")
 _err = Console(stderr=True)
 
 

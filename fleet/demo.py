@@ -96,7 +96,7 @@ def run_demo(*, devices: int, data_dir: Path | None, timeout: float) -> int:
     _console.print(run_tool("fleet-sign", "verify", "--root", trust.root, envelope).strip())
     _console.rule("2. fleet serve on embedded defaults")
     with running_server(trust, workdir / "server") as local:
-        _console.print(f"admin API {local.base_url}/docs   MQTT {local.mqtt_url}")
+        _console.print(f"admin API {local.base_url}/api/v1/docs   MQTT {local.mqtt_url}")
         keys = workdir / "devices"
         run_tool("fleet-sim", "keys", "--devices", str(devices), "--out", keys,
                  "--class", DEVICE_CLASS)  # fmt: skip

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fleet.api.context import ApiContext
 from fleet.api.deps import ContextDep
-from fleet.api.middleware import BodyLimit, RequestMetrics
+from fleet.api.middleware import BodyLimit, RequestIds, RequestMetrics
 from fleet.api.models.common import ResponseModel
 from fleet.api.problems import install_problem_handlers
 from fleet.api.routes import (
@@ -76,6 +76,7 @@ def create_api(context: ApiContext) -> FastAPI:
     # Added last is outermost: latency is measured around the body limit's refusals too.
     app.add_middleware(BodyLimit, limit=JSON_BODY_LIMIT, exempt=_STREAMED_UPLOADS)
     app.add_middleware(RequestMetrics, metrics=context.metrics)
+    app.add_middleware(RequestIds)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: a cap on request bodies, and request latency for Prometheus.
+"""Pure ASGI middleware: request ids for logs, a cap on request bodies, request latency.
 
 ``BodyLimit`` refuses a body over its limit with a 413 problem document — at once when
 ``Content-Length`` says so, otherwise as soon as the streamed bytes pass it (the error
@@ -8,10 +8,13 @@ routes stream their bodies under their own, larger caps and are exempt.
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections.abc import Collection
 
-from starlette.datastructures import Headers
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleet.api.problems import problem_response
 from fleet.observability import Metrics
 
-__all__ = ["BodyLimit", "RequestMetrics"]
+__all__ = ["BodyLimit", "RequestIds", "RequestMetrics"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class BodyLimit:
@@ -87,3 +92,27 @@ class RequestMetrics:
             self.metrics.http_requests.labels(
                 method=scope["method"], route=route, status=str(status)
             ).observe(time.perf_counter() - started)
+
+
+class RequestIds:
+    """Give every request an id (the caller's ``X-Request-ID`` or a new one), bind it to
+    structlog's context for every log line the request causes, and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)

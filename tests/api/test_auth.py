@@ -108,3 +108,10 @@ async def test_health_metrics_and_schema_need_no_token(fleet: Fleet) -> None:
     schema = (await fleet.client.get(f"{API}/openapi.json")).json()
     assert schema["info"]["title"] == "tinyfleet admin API"
     assert f"{API}/artifacts/{{sha256}}" in schema["paths"]
+
+
+async def test_every_response_carries_a_request_id_for_the_logs(fleet: Fleet) -> None:
+    offered = await fleet.client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert offered.headers["X-Request-ID"] == "trace-42"
+    fresh = await fleet.client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert len(fresh.headers["X-Request-ID"]) == 32
