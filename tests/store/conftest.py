@@ -9,14 +9,11 @@ Each test starts from empty tables.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from fleet.store.db import make_engine, make_session_factory
@@ -24,10 +21,8 @@ from fleet.store.migrate import upgrade
 from fleet.store.tables import metadata
 from fleet.store.uow import SqlUnitOfWork
 from tests.store.builders import seed_device
+from tests.support.postgres import throwaway_database
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TINYFLEET_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 # Backend name → the session fixture that gives its migrated database's URL.
 BACKEND_URLS = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}
 
@@ -42,24 +37,9 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    admin = create_engine(
-        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"tinyfleet_store_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error.orig}")
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database("tinyfleet_store") as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
