@@ -69,7 +69,11 @@ class FleetServer:
                     self.settings.data_dir / "mosquitto", port=self.embedded_broker_port
                 )
             )
-        self.transport.start()
+        try:
+            self.transport.start()
+        except BaseException:
+            self._running.close()  # never leave a broker we started behind
+            raise
         self.pump.start()
         self.inbox.start()
         _log.info("server_started", mqtt=f"{self.mqtt_endpoint.host}:{self.mqtt_endpoint.port}")

@@ -46,6 +46,9 @@ def serve(
     import uvicorn
 
     from fleet.app import ConfigurationError, build_server
+    from fleet.root_store import RootStoreError
+    from fleet.transports.embedded_broker import BrokerStartError
+    from fleet.transports.errors import TransportError
     from fleet.observability import configure_logging
 
     configure_logging(log_level.upper())
@@ -53,7 +56,7 @@ def serve(
     try:
         server = build_server(settings)
         server.start()
-    except ConfigurationError as exc:
+    except (ConfigurationError, RootStoreError, BrokerStartError, TransportError) as exc:
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     try:
