@@ -46,10 +46,10 @@ def serve(
     import uvicorn
 
     from fleet.app import ConfigurationError, build_server
+    from fleet.observability import configure_logging
     from fleet.root_store import RootStoreError
     from fleet.transports.embedded_broker import BrokerStartError
     from fleet.transports.errors import TransportError
-    from fleet.observability import configure_logging
 
     configure_logging(log_level.upper())
     settings = _settings(data_dir)
