@@ -29,9 +29,10 @@ __all__ = [
     "thresholds_bytes",
 ]
 
-# Placeholders until the telemetry work settles them: DESIGN §5 asks for a moderate
-# local epsilon (4-8) and a cap on what one device adds to a histogram per window.
-DEFAULT_PRIVACY = Mechanism(name="discrete_laplace", epsilon=4.0, cap=100)
+# A moderate local epsilon (DESIGN §5: 4-8) and a cap of one count per histogram per
+# window: the least noise per count, and the only cap for which the drift detector's
+# simulated null stays exact when devices differ (docs/telemetry.md §13).
+DEFAULT_PRIVACY = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
 DEFAULT_WINDOW_SECONDS = 3600
 
 
