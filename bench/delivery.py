@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device_sim.fleet import Endpoints, Fleet, load_enrollment
 from fleet.client import AdminClient
 from fleet.local_setup import ArtifactFile, create_trust, run_tool, running_server, sign_release
+from fleet.toolkit.packaged import packaged_model
 from fleet.transports.embedded_broker import running_mosquitto
 from signer.fileio import read_envelope
 
@@ -78,7 +79,7 @@ def delivery_rate(workdir: Path, mqtt_url: str, devices: int) -> tuple[float, fl
         "fw.bin": ArtifactFile("firmware", "fw", "1.0.0", 1, "application/octet-stream",
                                os.urandom(32 * 1024)),
         "model.tflite": ArtifactFile("model", "m", "1.0.0", 1, "application/vnd.tflite",
-                                     os.urandom(16 * 1024)),
+                                     packaged_model()),
     }  # fmt: skip
     envelope = sign_release(trust, workdir / "release", name="bench", version="1.0.0",
                             device_class=DEVICE_CLASS, artifacts=artifacts)  # fmt: skip

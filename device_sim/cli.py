@@ -34,6 +34,7 @@ from device_sim.fleet import (
     Fleet,
     FleetView,
     load_enrollment,
+    with_coap_share,
 )
 from schemas.common import DeviceId, Name
 from signer.errors import Refusal
@@ -141,6 +142,17 @@ def _http_base(url: str) -> str:
     return url.rstrip("/")
 
 
+def _coap_uri(url: str | None, share: float) -> str | None:
+    if url is None:
+        if share > 0.0:
+            raise InputError("--coap-share needs --coap coap://host:port")
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "coap" or not parts.hostname:
+        raise InputError(f"--coap {url!r}: expected coap://host:port (DTLS is not simulated)")
+    return f"coap://{parts.hostname}:{parts.port or 5683}"
+
+
 def _raise_file_limit(devices: int) -> None:
     """About 3 descriptors per device (MQTT socket, HTTP socket, files); ask for room."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -197,6 +209,21 @@ def run(
     mqtt: Annotated[str, typer.Option("--mqtt", help="Broker: mqtt://host:port.")],
     http: Annotated[str, typer.Option("--http", help="Artifact server: http://host:port.")],
     devices: Annotated[int | None, typer.Option("--devices", min=1, help="First N.")] = None,
+    coap: Annotated[
+        str | None, typer.Option("--coap", help="CoAP server: coap://host:port.")
+    ] = None,
+    coap_share: Annotated[
+        float,
+        typer.Option("--coap-share", min=0.0, max=1.0, help="Share of devices on CoAP."),
+    ] = 0.0,
+    coap_loss: Annotated[
+        float,
+        typer.Option("--coap-loss", min=0.0, max=0.9, help="CoAP datagrams dropped each way."),
+    ] = 0.0,
+    coap_ack_timeout: Annotated[
+        float,
+        typer.Option("--coap-ack-timeout", min=0.01, help="Seconds before a CoAP retransmission."),
+    ] = 0.5,
     faults: Annotated[
         list[str] | None,
         typer.Option("--fault", help=f"NAME[=P], repeatable; NAME is {', '.join(FAULT_NAMES)}."),
@@ -225,17 +252,24 @@ def run(
         specs = load_enrollment(keys_dir)
         if devices is not None and devices > len(specs):
             raise InputError(f"--devices {devices}: {keys_dir} enrolls only {len(specs)}")
-        specs = specs[:devices]
+        specs = with_coap_share(specs[:devices], coap_share)
         host, port = _mqtt_endpoint(mqtt)
         fleet = Fleet(
             devices=specs,
             state_root=state_dir or keys_dir / "state",
             root=read_envelope(root, what="root"),
-            endpoints=Endpoints(mqtt_host=host, mqtt_port=port, http_base=_http_base(http)),
+            endpoints=Endpoints(
+                mqtt_host=host,
+                mqtt_port=port,
+                http_base=_http_base(http),
+                coap_uri=_coap_uri(coap, coap_share),
+            ),
             clock=lambda: datetime.now(UTC),
             faults=Faults.parse(faults or ()),
             seed=seed,
             fsync=fsync,
+            coap_loss=coap_loss,
+            coap_ack_timeout=coap_ack_timeout,
         )
         _raise_file_limit(len(specs))
     reached = asyncio.run(_run_fleet(fleet, until_healthy, min_healthy, timeout))

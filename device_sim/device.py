@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from device_sim.errors import ArtifactUnavailable, DownloadFailed, PowerLoss
-from device_sim.faults import Faults
+from device_sim.faults import Faults, in_share
 from device_sim.flash import ArtifactRef, Flash, verify_file
 from device_sim.ports import ArtifactFetcher, Clock, StatusSink
 from device_sim.state import (
@@ -42,6 +42,7 @@ from device_sim.state import (
 )
 from device_sim.wire import parse_delivery, signed_status
 from schemas import (
+    Action,
     ComponentVersion,
     DeviceState,
     DirectorManifest,
@@ -49,12 +50,14 @@ from schemas import (
     ReleaseManifest,
     RootMetadata,
     StatusReport,
+    TelemetryReport,
     decode_payload,
 )
 from schemas.errors import DocumentError
 from signer.acceptance import accept_update, commit_installed, payload_digest
 from signer.errors import ArtifactRefusal, Refusal
 from signer.keys import SigningKey
+from signer.signing import sign_model
 
 __all__ = [
     "BOOT_FAILED",
@@ -299,7 +302,11 @@ class Device:
     ) -> None:
         changes = {"active_slot": target, "trial": True}
         await self._report(DeviceState.REBOOTING, pending=pending, changes=changes)
-        if not self._image_boots(target, artifacts):
+        # A bad release: a rollback returns to an image that booted here before.
+        installing = decode_payload(pending.director, DirectorManifest).action is Action.INSTALL
+        share = self._faults.fail_boot_share if installing else 0.0
+        bad = in_share(share, self.device_id, pending.release_digest)
+        if bad or not self._image_boots(target, artifacts):
             await self._revert(pending.release_digest, BOOT_FAILED, f"slot {target} did not boot")
         elif self._roll(self._faults.health_check_failure):
             detail = f"slot {target} failed its post-boot health check"
@@ -341,6 +348,13 @@ class Device:
         await self._report(DeviceState.REFUSED, error_code=code, detail=detail)
 
     # -- persistence and reports --------------------------------------------------------
+
+    def sign_telemetry(self, report: TelemetryReport) -> Envelope:
+        """Persist the report's counter, then sign it: status and telemetry share it."""
+        if report.device_id != self.device_id or report.counter != self._state.counter + 1:
+            raise ValueError("a telemetry report must carry this device's next counter")
+        self._save({"counter": report.counter})
+        return sign_model(report, [self._key])
 
     def _roll(self, probability: float) -> bool:
         return probability > 0.0 and self._rng.random() < probability

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-__all__ = ["FAULT_NAMES", "Faults", "LinkFault"]
+__all__ = ["FAULT_NAMES", "Faults", "LinkFault", "in_share"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,11 @@ class Faults:
     - ``fail_boot_probability``: the new image does not boot (``rolled_back``,
       ``boot_failed``);
     - ``health_check_failure``: the new image boots but fails its health check
-      (``rolled_back``, ``health_check_failed``).
+      (``rolled_back``, ``health_check_failed``);
+    - ``fail_boot_share``: a bad release: this share of devices, the same ones on every
+      run (``in_share``: sha256 of device id and release digest), cannot boot it
+      (``rolled_back``, ``boot_failed``), so a canary wave sees a stable failure rate;
+      a director ``rollback`` to a release the device ran before is not affected.
     """
 
     corrupt_download: float = 0.0
@@ -30,6 +35,7 @@ class Faults:
     flaky_link: float = 0.0
     fail_boot_probability: float = 0.0
     health_check_failure: float = 0.0
+    fail_boot_share: float = 0.0
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -59,7 +65,16 @@ FAULT_NAMES = {
     "flaky-link": "flaky_link",
     "fail-boot": "fail_boot_probability",
     "health-check": "health_check_failure",
+    "fail-boot-share": "fail_boot_share",
 }
+
+
+def in_share(share: float, device_id: str, release_digest: str) -> bool:
+    """Whether this device is in the given share of the fleet for this release."""
+    if share <= 0.0:
+        return False
+    digest = hashlib.sha256(f"{device_id}\x00{release_digest}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 @dataclass

@@ -6,7 +6,8 @@ cut ends the agent; the fleet restarts it from its state file after ``restart_de
 as a device reboots. Every agent shares one event loop and one ``MqttHub``; each has its
 own ``httpx.AsyncClient`` with one connection, as a device has (one shared client would
 queue a whole fleet's downloads in httpcore's pool, whose cost grows with the square of
-the queue: hundreds of devices then miss their download deadlines).
+the queue: hundreds of devices then miss their download deadlines). A device whose spec
+says ``transport="coap"`` runs as a ``CoapDeviceAgent`` instead (device_sim.coap_agent).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import random
 import ssl
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from device_sim.coap_agent import CoapChannel, CoapDeviceAgent
 from device_sim.device import Device
 from device_sim.errors import PowerLoss
 from device_sim.faults import Faults, LinkFault
 from device_sim.flash import Flash
 from device_sim.http_fetch import FetchPolicy, HttpArtifactFetcher
+from device_sim.lossy_udp import LossStats, LossyUdpRelay
+from device_sim.mailbox import Mailbox
 from device_sim.mqtt_link import DeviceLink, LinkError, MqttHub
 from device_sim.ports import Clock
 from device_sim.state import StateStore, provision, verify_pinned_root
@@ -46,6 +51,7 @@ __all__ = [
     "FleetView",
     "Mailbox",
     "load_enrollment",
+    "with_coap_share",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,17 @@ class DeviceSpec:
     device_class: str
     key_path: Path
     tags: tuple[str, ...] = ()
+    transport: Literal["mqtt", "coap"] = "mqtt"
+
+
+def with_coap_share(specs: Sequence[DeviceSpec], share: float) -> list[DeviceSpec]:
+    """Every device talks MQTT, except an evenly spread ``share`` that talks CoAP."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"CoAP share must be in [0, 1], got {share}")
+    return [
+        replace(spec, transport="coap" if int((i + 1) * share) > int(i * share) else "mqtt")
+        for i, spec in enumerate(specs)
+    ]
 
 
 class EnrollmentEntry(BaseModel):
@@ -97,25 +114,8 @@ class Endpoints:
     mqtt_host: str
     mqtt_port: int
     http_base: str
-
-
-class Mailbox:
-    """Holds the newest unhandled ``desired`` payload; a newer one replaces it."""
-
-    def __init__(self) -> None:
-        self._payload: bytes | None = None
-        self._ready = asyncio.Event()
-
-    def put(self, payload: bytes) -> None:
-        self._payload = payload
-        self._ready.set()
-
-    async def get(self) -> bytes:
-        while self._payload is None:
-            self._ready.clear()
-            await self._ready.wait()
-        payload, self._payload = self._payload, None
-        return payload
+    coap_uri: str | None = None
+    """``coap://host:port`` for devices whose spec says ``transport="coap"``."""
 
 
 class _MqttStatusSink:
@@ -252,7 +252,13 @@ class Fleet:
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observers: list[Observer] = field(default_factory=list)
     """Called with every status report, after ``view`` has recorded it."""
+    coap_loss: float = 0.0
+    """Share of CoAP datagrams dropped each way (a relay between devices and server)."""
+    coap_ack_timeout: float = 0.5
     view: FleetView = field(init=False)
+    coap_loss_stats: LossStats | None = field(default=None, init=False)
+    """Datagrams the lossy relay forwarded and dropped, when ``coap_loss`` > 0."""
+    _coap: CoapChannel | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         verify_pinned_root(self.root)
@@ -260,6 +266,7 @@ class Fleet:
 
     async def run(self, *, until: Callable[[FleetView], bool] | None, timeout: float) -> bool:
         """Run until ``until(view)`` holds (True) or ``timeout`` seconds pass (False)."""
+        relay = await self._coap_channel()
         hub = MqttHub()
         tls = ssl.create_default_context()  # loading CA certificates per client costs ~15 ms
         tasks = [
@@ -273,6 +280,24 @@ class Fleet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await hub.aclose()
+            if relay is not None:
+                relay.close()
+
+    async def _coap_channel(self) -> LossyUdpRelay | None:
+        if not any(spec.transport == "coap" for spec in self.devices):
+            return None
+        uri = self.endpoints.coap_uri
+        if uri is None:
+            raise ValueError("CoAP devices need Endpoints.coap_uri")
+        relay = None
+        if self.coap_loss > 0.0:
+            host, _, port = uri.removeprefix("coap://").rpartition(":")
+            relay = LossyUdpRelay((host, int(port)), self.coap_loss, seed=self.seed)
+            self.coap_loss_stats = relay.stats
+            relay_host, relay_port = await relay.start()
+            uri = f"coap://{relay_host}:{relay_port}"
+        self._coap = CoapChannel(uri, ack_timeout=self.coap_ack_timeout)
+        return relay
 
     async def _wait(self, until: Callable[[FleetView], bool] | None, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -299,27 +324,45 @@ class Fleet:
         rng = random.Random(f"{self.seed}:{spec.device_id}")
         while True:
             try:
-                async with httpx.AsyncClient(
-                    verify=tls, timeout=10.0, limits=ONE_CONNECTION
-                ) as http:
-                    agent = DeviceAgent(
-                        key=key,
-                        directory=directory,
-                        device_id=spec.device_id,
-                        endpoints=self.endpoints,
-                        hub=hub,
-                        http=http,
-                        clock=self.clock,
-                        rng=rng,
-                        faults=self.faults,
-                        fsync=self.fsync,
-                        fetch_policy=self.fetch_policy,
-                        observer=self._observe,
-                    )
-                    await agent.run()
+                if self._coap is not None and spec.transport == "coap":
+                    await self._coap_agent(spec, key, rng).run()
+                else:
+                    async with httpx.AsyncClient(
+                        verify=tls, timeout=10.0, limits=ONE_CONNECTION
+                    ) as http:
+                        agent = DeviceAgent(
+                            key=key,
+                            directory=directory,
+                            device_id=spec.device_id,
+                            endpoints=self.endpoints,
+                            hub=hub,
+                            http=http,
+                            clock=self.clock,
+                            rng=rng,
+                            faults=self.faults,
+                            fsync=self.fsync,
+                            fetch_policy=self.fetch_policy,
+                            observer=self._observe,
+                        )
+                        await agent.run()
             except PowerLoss:
                 self.view.restarts += 1
             except Exception:
                 log.exception("%s: device process crashed; it stays down", spec.device_id)
                 return
             await asyncio.sleep(self.restart_delay)
+
+    def _coap_agent(self, spec: DeviceSpec, key: SigningKey, rng: random.Random) -> CoapDeviceAgent:
+        assert self._coap is not None, "run() set up the CoAP channel"
+        return CoapDeviceAgent(
+            key=key,
+            directory=self.state_root / spec.device_id,
+            device_id=spec.device_id,
+            channel=self._coap,
+            clock=self.clock,
+            rng=rng,
+            faults=self.faults,
+            fsync=self.fsync,
+            fetch_policy=self.fetch_policy,
+            observer=self._observe,
+        )

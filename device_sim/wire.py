@@ -32,6 +32,10 @@ HTTP: ``GET {http_base}/artifacts/{sha256}`` for firmware, model, thresholds and
 calibration blob named by the director manifest. A device resuming a download sends
 ``Range: bytes=N-``; the server answers ``206`` with ``Content-Range: bytes N-(L-1)/L``
 or ``200`` with the whole body (the device then starts again from byte 0).
+
+CoAP (a device's alternative to MQTT + HTTP): ``GET /m/{id}`` observed for the same
+Delivery bytes, Block2 ``GET /a/{sha256}`` for artifacts, ``POST /s/{id}`` for the same
+status envelopes; written down in ``device_sim.coap_link``.
 """
 
 from __future__ import annotations

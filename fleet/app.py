@@ -20,13 +20,19 @@ from fleet.api.app import create_api
 from fleet.api.context import ApiContext
 from fleet.domain.records import Role as TokenRole
 from fleet.observability import Metrics
+from fleet.rollout_worker import RolloutEngine
 from fleet.root_store import RootStore
 from fleet.services.director import Director
+from fleet.services.drift_gate import drift_gates
+from fleet.services.telemetry import TelemetryIngest, TelemetryPolicy
 from fleet.services.tokens import create_token
 from fleet.settings import Settings
 from fleet.store import BlobStore, SqlUnitOfWork, UnitOfWork, make_engine, upgrade
 from fleet.store.db import make_session_factory
+from fleet.store.leases import EngineLease
+from fleet.transports.coap_server import CoapServer, NotifyingPublisher, build_coap_server
 from fleet.transports.embedded_broker import Broker, free_port, running_mosquitto
+from fleet.transports.errors import TransportError
 from fleet.transports.mqtt import MqttEndpoint
 from fleet.transports.mqtt_fleet import DeviceMessage, MqttFleetTransport
 from fleet.workers import DeviceInbox, OutboxPump
@@ -60,6 +66,8 @@ class FleetServer:
     embedded_broker_port: int | None
     engine: Engine
     broker: Broker | None = None
+    rollout_engine: RolloutEngine | None = None
+    coap: CoapServer | None = None
     _running: ExitStack = field(default_factory=ExitStack, repr=False)
 
     def start(self) -> None:
@@ -70,21 +78,34 @@ class FleetServer:
                 )
             )
         try:
+            if self.coap is not None:
+                self._start_coap(self.coap)
             self.transport.start()
         except BaseException:
             self._running.close()  # never leave a broker we started behind
             raise
         self.pump.start()
         self.inbox.start()
+        if self.rollout_engine is not None:
+            self.rollout_engine.start()
         _log.info("server_started", mqtt=f"{self.mqtt_endpoint.host}:{self.mqtt_endpoint.port}")
 
     def stop(self) -> None:
+        if self.rollout_engine is not None:
+            self.rollout_engine.stop()
         self.pump.stop()
         self.inbox.stop()
         self.transport.stop()
         self._running.close()
         self.engine.dispose()
         _log.info("server_stopped")
+
+    def _start_coap(self, coap: CoapServer) -> None:
+        try:
+            coap.start()
+        except TransportError as exc:
+            raise ConfigurationError(f"{exc} (set FLEET_COAP_HOST, FLEET_COAP_PORT)") from exc
+        self._running.callback(coap.stop)
 
 
 def _load_director_key(settings: Settings, roots: RootStore) -> SigningKey:
@@ -125,6 +146,15 @@ def _mqtt_endpoint(settings: Settings) -> tuple[MqttEndpoint, int | None]:
     return MqttEndpoint("127.0.0.1", port, SERVER_USERNAME), port
 
 
+def _telemetry_policy(settings: Settings) -> TelemetryPolicy:
+    return TelemetryPolicy(
+        min_reporters=settings.telemetry_min_reporters,
+        central_epsilon=settings.telemetry_central_epsilon,
+        grace=timedelta(seconds=settings.telemetry_grace_seconds),
+        retention=timedelta(days=settings.telemetry_retention_days),
+    )
+
+
 def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FleetServer:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
@@ -158,13 +188,28 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         share_group=settings.mqtt_share_group,
         clock=clock,
     )
+    blobs = BlobStore(settings.blob_dir)
+    coap = build_coap_server(
+        host=settings.coap_host,
+        port=settings.coap_port,
+        new_uow=new_uow,
+        blobs=blobs,
+        inbox=inbox,
+        roots=roots.newer_than_first,
+        clock=clock,
+        metrics=metrics,
+    )
     pump = OutboxPump(
-        new_uow, transport, roots=roots.newer_than_first, clock=clock, metrics=metrics
+        new_uow,
+        NotifyingPublisher(transport, coap.notify),
+        roots=roots.newer_than_first,
+        clock=clock,
+        metrics=metrics,
     )
     api = create_api(
         ApiContext(
             new_uow=new_uow,
-            blobs=BlobStore(settings.blob_dir),
+            blobs=blobs,
             director=director,
             root=roots.trusted,
             roots=roots.newer_than_first,
@@ -172,8 +217,10 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             metrics=metrics,
             max_artifact_bytes=settings.max_artifact_bytes,
             on_directions_queued=pump.wake,
+            telemetry_min_reporters=settings.telemetry_min_reporters,
         )
     )
+    telemetry = TelemetryIngest(new_uow, clock=clock, policy=_telemetry_policy(settings))
     return FleetServer(
         settings=settings,
         api=api,
@@ -181,8 +228,17 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         new_uow=new_uow,
         transport=transport,
         pump=pump,
-        inbox=DeviceInbox(new_uow, inbox, metrics=metrics),
+        inbox=DeviceInbox(new_uow, inbox, metrics=metrics, telemetry=telemetry),
         mqtt_endpoint=endpoint,
         embedded_broker_port=embedded_port,
         engine=engine,
+        coap=coap,
+        rollout_engine=RolloutEngine(
+            new_uow,
+            director,
+            EngineLease(engine),
+            clock=clock,
+            on_directions_queued=pump.wake,
+            extra_gates=drift_gates(new_uow) if settings.telemetry_drift_gate else None,
+        ),
     )

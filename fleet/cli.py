@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fleet.drift_cli import drift_app
+from fleet.rollout_cli import rollout_app
 from fleet.settings import Settings
 from fleet.toolkit.cli import model_app
 
@@ -19,6 +22,8 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens (written straight
 app.add_typer(token_app, name="token")
 # Training imports TensorFlow (the ml extra) only when `fleet model train` runs.
 app.add_typer(model_app, name="model")
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(drift_app, name="drift")
 _err = Console(stderr=True)
 
 
@@ -59,6 +64,9 @@ def serve(
     except (ConfigurationError, RootStoreError, BrokerStartError, TransportError) as exc:
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it unwinds through
+    # the finally below, so the workers and the embedded broker are stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(
             server.api,
@@ -68,6 +76,10 @@ def serve(
         )
     finally:
         server.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @token_app.command("create")

@@ -47,6 +47,10 @@ class AdminClient:
             raise ApiError(response)
         return response.json()
 
+    def telemetry_drift(self, release_digest: str, *, history: int = 12) -> Any:
+        params = {"release": release_digest, "history": history}
+        return self._call("GET", "/telemetry/drift", params=params)
+
     def create_device_class(self, name: str, *, ram_bytes: int, flash_bytes: int) -> Any:
         body = {"name": name, "ram_bytes": ram_bytes, "flash_bytes": flash_bytes}
         return self._call("POST", "/device-classes", json=body)
@@ -65,6 +69,18 @@ class AdminClient:
             "POST", "/artifacts", content=data, headers={"Content-Type": media_type}
         )
         return str(result["sha256"])
+
+    def model(self, sha256: str) -> Any:
+        """The model card of an uploaded model, and its reference if registered."""
+        return self._call("GET", f"/models/{sha256}")
+
+    def register_model_reference(self, sha256: str, reference_json: bytes) -> Any:
+        return self._call(
+            "PUT",
+            f"/models/{sha256}/reference",
+            content=reference_json,
+            headers={"Content-Type": "application/json"},
+        )
 
     def register_release(self, envelope: bytes) -> str:
         result = self._call(
@@ -93,3 +109,38 @@ class AdminClient:
             after = result["next_after"]
             if not after:
                 return
+
+    # -- staged rollouts (docs/api.md) ------------------------------------------------
+
+    def create_rollout(
+        self,
+        release_digest: str,
+        plan: dict[str, Any],
+        *,
+        device_class: str,
+        tags: Sequence[str] = (),
+        current_release: str | None = None,
+        rollout_id: str | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {
+            "release_digest": release_digest,
+            "plan": plan,
+            "target": {
+                "device_class": device_class,
+                "tags": list(tags),
+                "current_release": current_release,
+            },
+        }
+        if rollout_id is not None:
+            body["id"] = rollout_id
+        return self._call("POST", "/rollouts", json=body)
+
+    def rollouts(self, *, active: bool = False) -> Any:
+        return self._call("GET", "/rollouts", params={"active": active})["items"]
+
+    def rollout(self, rollout_id: str) -> Any:
+        return self._call("GET", f"/rollouts/{rollout_id}")
+
+    def act_on_rollout(self, rollout_id: str, action: str) -> Any:
+        """``approve``, ``pause``, ``resume``, ``abort`` or ``rollback``."""
+        return self._call("POST", f"/rollouts/{rollout_id}/{action}")

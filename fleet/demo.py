@@ -4,7 +4,9 @@
 2. ``fleet serve`` on embedded defaults (SQLite, blobs and a Mosquitto it starts itself);
 3. ``fleet-sim keys`` makes a simulated fleet, enrolled through the admin API;
 4. the release is registered and assigned; the devices verify, install and report;
-5. a summary of the fleet as the server sees it.
+5. staged rollouts: a bad release caught in its canary wave and rolled back, then a
+   good one through every wave (fleet/demo_rollouts.py);
+6. a summary of the fleet as the server sees it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from rich.table import Table
 
 from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
 from fleet.client import AdminClient
+from fleet.demo_rollouts import canary_with_a_failure, run_rollout
 from fleet.local_setup import ArtifactFile, create_trust, run_tool, running_server, sign_release
 from fleet.observability import configure_logging
+from fleet.toolkit.packaged import firmware_for, packaged_card, packaged_model, packaged_thresholds
 from fleet.transports.mqtt import MqttEndpoint
 from signer.fileio import read_envelope
 
@@ -35,17 +39,22 @@ _console = Console(highlight=False)
 
 
 def _artifacts() -> dict[str, ArtifactFile]:
+    """A real int8 model (the packaged gesture bundle) and a firmware declaring what the
+    model needs, so the server's release checks (docs/models.md) let it through."""
+    firmware = firmware_for(packaged_card())
     return {
         "firmware.bin": ArtifactFile(
-            "firmware", "kws-fw", "2.1.0", 3, "application/octet-stream", os.urandom(48 * 1024)
+            "firmware", "kws-fw", "2.1.0", 3, "application/octet-stream", os.urandom(48 * 1024),
+            firmware=firmware,
         ),
         "model.tflite": ArtifactFile(
-            "model", "kws-model", "1.0.0", 1, "application/vnd.tflite", os.urandom(16 * 1024)
+            "model", "kws-model", "1.0.0", 1, "application/vnd.tflite", packaged_model()
         ),
         "thresholds.json": ArtifactFile(
-            "thresholds", "kws-thresholds", "1.0.0", 1, "application/json", b'{"score": 0.8}'
+            "thresholds", "kws-thresholds", "1.0.0", 1, "application/json",
+            packaged_thresholds(),
         ),
-    }
+    }  # fmt: skip
 
 
 def _progress(view: FleetView, digest: str, started: float) -> Table:
@@ -119,6 +128,23 @@ def run_demo(*, devices: int, data_dir: Path | None, timeout: float) -> int:
                 clock=lambda: datetime.now(UTC),
             )
             reached = asyncio.run(_roll_out(fleet, digest, timeout))
+            for version, bad in (("2.2.0", True), ("2.3.0", False)):
+                what = "a bad release (does not boot on 30 % of devices)" if bad else "a good one"
+                _console.rule(f"staged rollout of {version}, {what}: waves 10 % → 50 % → 100 %")
+                release = client.register_release(
+                    sign_release(trust, workdir / "offline" / version, name="kws",
+                                 version=version, device_class=DEVICE_CLASS,
+                                 artifacts=artifacts).read_bytes()
+                )  # fmt: skip
+                rollout_id = f"kws-{version}"
+                if bad:
+                    rollout_id = canary_with_a_failure(ids, release, prefix=rollout_id)
+                    _console.print(f"rollout {rollout_id}: its canary holds a failing device")
+                reached = reached and run_rollout(
+                    _console, client, fleet, release=release, rollout_id=rollout_id,
+                    device_class=DEVICE_CLASS, bad=bad, back_to=digest, timeout=timeout,
+                )  # fmt: skip
+                digest = digest if bad else release
             time.sleep(1.0)  # the last status reports are still in flight to the server
             _console.rule("5. the fleet as the server sees it")
             for line, count in sorted(_server_summary(client).items()):

@@ -7,6 +7,7 @@ the product the way an operator does: the offline steps run the real ``fleet-sig
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from fleet.app import FleetServer, build_server
 from fleet.http_server import serving
 from fleet.settings import Settings
+from schemas import FirmwareDeclaration
 
 __all__ = [
     "ArtifactFile",
@@ -83,6 +85,16 @@ class ArtifactFile:
     security_version: int
     media_type: str
     data: bytes
+    firmware: FirmwareDeclaration | None = None  # what a firmware image offers a model
+
+
+def _toml(value: object) -> str:
+    """A JSON value as TOML: JSON's strings, numbers and booleans are TOML's too."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 def sign_release(
@@ -110,6 +122,9 @@ def sign_release(
             f'media_type = "{artifact.media_type}"',
             f'file = "{filename}"',
         ]
+        if artifact.firmware is not None:
+            declared = artifact.firmware.model_dump(mode="json", exclude_none=True)
+            lines += ["[components.firmware]", *(f"{k} = {_toml(v)}" for k, v in declared.items())]
     spec = directory / "release.toml"
     spec.write_text("\n".join(lines) + "\n")
     out = directory / "release.json"
@@ -128,6 +143,12 @@ class LocalServer:
     def mqtt_url(self) -> str:
         endpoint = self.server.mqtt_endpoint
         return f"mqtt://{endpoint.host}:{endpoint.port}"
+
+    @property
+    def coap_url(self) -> str:
+        coap = self.server.coap
+        assert coap is not None, "the server runs CoAP"
+        return f"coap://{coap.host}:{coap.port}"
 
     @property
     def device_http_base(self) -> str:
@@ -152,6 +173,7 @@ def running_server(
         root_path=trust.root,
         director_key_path=trust.director_key,
         bootstrap_admin_token=token,
+        coap_port=0,
     )
     server = build_server(settings)
     server.start()

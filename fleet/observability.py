@@ -59,6 +59,29 @@ class Metrics:
         self.device_states = Counter(
             "fleet_device_status", "status reports accepted by state", ["state"], registry=r
         )
+        self.coap_requests = Counter(
+            "fleet_coap_requests", "CoAP requests by first path segment", ["resource"], registry=r
+        )
+        self.coap_errors = Counter(
+            "fleet_coap_errors",
+            "CoAP requests answered 4.xx/5.xx",
+            ["resource", "code"],
+            registry=r,
+        )
+        self.coap_malformed = Counter(
+            "fleet_coap_malformed", "datagrams that are not CoAP messages", registry=r
+        )
+        self.coap_notifications = Counter(
+            "fleet_coap_notifications", "CoAP observe notifications triggered", registry=r
+        )
+        self.coap_telemetry_accepted = Counter(
+            "fleet_coap_telemetry_accepted",
+            "telemetry whose signature verified on CoAP, queued for ingestion",
+            registry=r,
+        )
+        self.telemetry_ingested = Counter(
+            "fleet_telemetry_ingested", "telemetry reports added to an aggregate", registry=r
+        )
         self.http_requests = Histogram(
             "fleet_http_request_seconds",
             "admin API latency",

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    coap_host: str = Field(default="127.0.0.1", description="CoAP (UDP) bind address")
+    coap_port: int = Field(
+        default=5683, ge=0, le=65535, description="CoAP (UDP) port; 0 = a free port"
+    )
     public_http_url: str | None = Field(
         default=None, description="base URL devices use for artifact downloads"
     )
@@ -44,6 +48,21 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     bootstrap_admin_token: str | None = Field(
         default=None, description="an admin token created on first start"
+    )
+    telemetry_min_reporters: int = Field(
+        default=50, ge=1, description="k: a window's aggregate is released only with k reporters"
+    )
+    telemetry_central_epsilon: float = Field(
+        default=1.0, gt=0.0, le=64.0, description="central DP epsilon per released histogram"
+    )
+    telemetry_grace_seconds: int = Field(
+        default=5, ge=0, description="late reports accepted after a window's end"
+    )
+    telemetry_drift_gate: bool = Field(
+        default=False, description="hold rollout waves whose new release drifts (issue 8)"
+    )
+    telemetry_retention_days: int = Field(
+        default=90, ge=1, description="released aggregates are deleted after this"
     )
 
     @field_validator("bootstrap_admin_token")

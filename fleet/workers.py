@@ -5,6 +5,7 @@ Each is a thread with a stop event; the composition root starts and stops them.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from fleet.observability import Metrics
 from fleet.services.delivery import DesiredStatePublisher, publish_pending
 from fleet.services.presence import record_presence
 from fleet.services.status import IncomingMessage, ingest_status_batch
+from fleet.services.telemetry import TelemetryIngest
 from fleet.store import StoreError, UnitOfWork
 from fleet.transports.errors import TransportError
 from fleet.transports.mqtt_fleet import DeviceMessage
@@ -111,12 +113,14 @@ class DeviceInbox(_Worker):
         inbox: queue.Queue[DeviceMessage],
         *,
         metrics: Metrics,
+        telemetry: TelemetryIngest | None = None,
         batch_size: int = 500,
     ) -> None:
         super().__init__()
         self._new_uow = new_uow
         self._inbox = inbox
         self._metrics = metrics
+        self._telemetry = telemetry
         self._batch_size = batch_size
 
     def _take_batch(self) -> list[DeviceMessage]:
@@ -133,20 +137,41 @@ class DeviceInbox(_Worker):
 
     def _step(self) -> None:
         batch = self._take_batch()
+        if self._telemetry is not None:
+            self._telemetry.close_due()
         if not batch:
             return
-        statuses = [m for m in batch if m.kind == "status"]
         presence = [(m.device_id, m.payload, m.received_at) for m in batch if m.kind == "online"]
         for message in batch:
-            self._metrics.mqtt_messages.labels(kind=message.kind).inc()
-            if message.kind == "telemetry":
-                self._metrics.device_messages_dropped.labels(
-                    kind="telemetry", reason="not_supported"
-                ).inc()
+            if message.transport == "mqtt":
+                self._metrics.mqtt_messages.labels(kind=message.kind).inc()
         if presence:
             record_presence(self._new_uow(), presence)
-        if statuses:
-            self._ingest(statuses)
+        # Status and telemetry share a device's counter: runs keep their arrival order.
+        signed = [m for m in batch if m.kind in ("status", "telemetry")]
+        for kind, run in itertools.groupby(signed, key=lambda m: m.kind):
+            if kind == "status":
+                self._ingest(list(run))
+            else:
+                self._ingest_telemetry(list(run))
+
+    def _ingest_telemetry(self, reports: list[DeviceMessage]) -> None:
+        if self._telemetry is None:
+            self._metrics.device_messages_dropped.labels(
+                kind="telemetry", reason="not_supported"
+            ).inc(len(reports))
+            return
+        outcomes = self._telemetry.ingest(
+            [IncomingMessage(m.device_id, m.payload, m.received_at) for m in reports]
+        )
+        for outcome in outcomes:
+            if outcome.accepted:
+                self._metrics.telemetry_ingested.inc()
+                continue
+            reason = outcome.reason or "unknown"
+            self._metrics.device_messages_dropped.labels(kind="telemetry", reason=reason).inc()
+            # No device id: which device reported telemetry is not kept, not even in logs.
+            _log.warning("device_message_dropped", kind="telemetry", reason=reason)
 
     def _ingest(self, statuses: list[DeviceMessage]) -> None:
         outcomes = ingest_status_batch(

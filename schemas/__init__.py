@@ -18,7 +18,14 @@ from schemas.director import Action, Calibration, Delivery, DirectorManifest
 from schemas.documents import DOCUMENT_KINDS, decode_payload, kind_of, wrap_model
 from schemas.dsse import Envelope, Signature, pae, payload_type
 from schemas.errors import DocumentError, DocumentTooLarge, DuplicateKeyError, WrongPayloadType
-from schemas.release import Component, ComponentKind, Constraints, ReleaseManifest
+from schemas.release import (
+    Component,
+    ComponentKind,
+    Constraints,
+    FirmwareDeclaration,
+    ReleaseManifest,
+    TensorDeclaration,
+)
 from schemas.root import PublicKey, Role, RoleKeys, RootMetadata
 from schemas.timestamps import Timestamp, format_timestamp, parse_timestamp
 
@@ -37,6 +44,7 @@ __all__ = [
     "DocumentTooLarge",
     "DuplicateKeyError",
     "Envelope",
+    "FirmwareDeclaration",
     "Mechanism",
     "PublicKey",
     "ReleaseManifest",
@@ -47,6 +55,7 @@ __all__ = [
     "StatusReport",
     "TelemetryReport",
     "TelemetryWindow",
+    "TensorDeclaration",
     "Timestamp",
     "WireModel",
     "WrongPayloadType",

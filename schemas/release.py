@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
-from schemas.common import Count, Digest, Name, WireModel
+from schemas.common import Count, Digest, Name, SafeInt, WireModel
 from schemas.timestamps import Timestamp
 
-__all__ = ["Component", "ComponentKind", "Constraints", "ReleaseManifest"]
+__all__ = [
+    "Component",
+    "ComponentKind",
+    "Constraints",
+    "FirmwareDeclaration",
+    "ReleaseManifest",
+    "TensorDeclaration",
+]
 
 # The largest artifact a release may declare (a firmware image for a big MCU is a few MiB).
 MAX_ARTIFACT_LENGTH = 64 * 1024 * 1024
@@ -22,6 +35,35 @@ class ComponentKind(StrEnum):
     THRESHOLDS = "thresholds"
 
 
+# A TFLite BuiltinOperator name (``CONV_2D``) or a custom op's ``custom_code``.
+OpName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")]
+OpList = Annotated[tuple[OpName, ...], Field(max_length=256)]
+
+
+class TensorDeclaration(WireModel):
+    """A model input or output tensor as the firmware feeds or reads it."""
+
+    shape: tuple[Annotated[int, Field(ge=1, le=2**31 - 1)], ...] = Field(max_length=8)
+    dtype: str = Field(
+        pattern=r"^[A-Z0-9_]{1,16}$", description="TFLite TensorType name, e.g. INT8"
+    )
+    scale: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    zero_point: SafeInt | None = None
+
+
+class FirmwareDeclaration(WireModel):
+    """What a firmware image offers a model: its op resolver, its RAM, its tensor contract.
+
+    The server refuses a release whose model needs more (docs/models.md).
+    """
+
+    builtin_ops: OpList = Field(description="BuiltinOperator names the op resolver registers")
+    custom_ops: OpList = ()
+    ram_bytes: Count = Field(description="static RAM besides the tensor arena")
+    inputs: tuple[TensorDeclaration, ...] | None = Field(default=None, max_length=16)
+    outputs: tuple[TensorDeclaration, ...] | None = Field(default=None, max_length=16)
+
+
 class Component(WireModel):
     kind: ComponentKind
     name: Name
@@ -30,6 +72,24 @@ class Component(WireModel):
     sha256: Digest
     length: int = Field(ge=0, le=MAX_ARTIFACT_LENGTH)
     media_type: str = Field(min_length=1, max_length=128)
+    firmware: FirmwareDeclaration | None = Field(
+        default=None, description="only on the firmware component; omitted when absent"
+    )
+
+    @model_validator(mode="after")
+    def _firmware_on_firmware(self) -> Self:
+        if self.firmware is not None and self.kind is not ComponentKind.FIRMWARE:
+            raise ValueError("only a firmware component carries a firmware declaration")
+        return self
+
+    # Absent, not null: a release without a declaration keeps its exact bytes. Left
+    # unannotated because pydantic would take a return annotation as the JSON Schema.
+    @model_serializer(mode="wrap")
+    def _omit_absent_declaration(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict) and data.get("firmware") is None:
+            data.pop("firmware", None)
+        return data
 
 
 class Constraints(WireModel):

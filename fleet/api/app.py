@@ -27,7 +27,10 @@ from fleet.api.routes import (
     calibration,
     device_classes,
     devices,
+    models,
     releases,
+    rollouts,
+    telemetry,
     tokens,
 )
 
@@ -35,7 +38,10 @@ __all__ = ["JSON_BODY_LIMIT", "create_api"]
 
 # The largest JSON body: a bulk enrollment of 10,000 devices with a few tags each.
 JSON_BODY_LIMIT = 8 * 1024 * 1024
-_RESOURCES = (device_classes, devices, calibration, artifacts, releases, assignments, audit, tokens)
+_RESOURCES = (
+    device_classes, devices, calibration, artifacts, models, releases, assignments, audit,
+    tokens, rollouts, telemetry,
+)  # fmt: skip
 # Artifact uploads stream under ``ApiContext.max_artifact_bytes`` instead.
 _STREAMED_UPLOADS = {("POST", f"{API_PREFIX}/artifacts")}
 

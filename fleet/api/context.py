@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from fleet.domain.aggregation import DEFAULT_MIN_REPORTERS
 from fleet.observability import Metrics
 from fleet.services.director import Director
 from fleet.store import BlobStore, UnitOfWork
@@ -25,3 +26,4 @@ class ApiContext:
     metrics: Metrics
     max_artifact_bytes: int
     on_directions_queued: Callable[[], None] = lambda: None
+    telemetry_min_reporters: int = DEFAULT_MIN_REPORTERS

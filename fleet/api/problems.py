@@ -20,6 +20,7 @@ from fleet.services.errors import (
     ArtifactTooLarge,
     ConflictError,
     InvalidInput,
+    ModelRefused,
     NotFoundError,
     ReleaseRejected,
     ServiceError,
@@ -128,6 +129,7 @@ _SERVICE_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ConflictError, 409),
     (ArtifactTooLarge, 413),
     (ReleaseRejected, 422),
+    (ModelRefused, 422),
     (InvalidInput, 422),
     (BlobNotFound, 404),
     (NotFound, 404),
@@ -144,7 +146,10 @@ def _status_of(exc: Exception) -> int:
 async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError | StoreError)
     code: str = exc.code
-    return problem_response(request, status=_status_of(exc), code=code, detail=str(exc))
+    extra = exc.extra if isinstance(exc, ServiceError) else None
+    return problem_response(
+        request, status=_status_of(exc), code=code, detail=str(exc), extra=extra
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

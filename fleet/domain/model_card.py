@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ArenaEstimate", "ModelCard", "NumericKind", "Quantization", "TensorSpec"]
+from schemas.common import Digest
+
+__all__ = [
+    "ArenaEstimate",
+    "ModelCard",
+    "ModelReference",
+    "NumericKind",
+    "Quantization",
+    "ReferenceHistogram",
+    "StoredModel",
+    "TensorSpec",
+]
 
 
 class _Frozen(BaseModel):
@@ -77,3 +90,35 @@ class ModelCard(_Frozen):
     numeric_kind: NumericKind
     float_tensors: tuple[str, ...] = Field(description="names of float tensors, in order")
     arena: ArenaEstimate
+
+
+class ReferenceHistogram(_Frozen):
+    counts: tuple[int, ...]
+    proportions: tuple[float, ...] = Field(description="counts / reference size")
+
+
+class ModelReference(_Frozen):
+    """The reference set and what the int8 model made of it: the drift baseline.
+
+    Histograms are named as in a telemetry report: the input summaries, ``confidence``
+    or ``score``, and ``predicted``; their bin edges are the thresholds component's.
+    The toolkit writes it as a bundle's ``reference.json`` and registers it with the model.
+    """
+
+    task: str
+    seed: int = Field(description="reference windows: sensors.split(task, REFERENCE, size, seed)")
+    size: int = Field(ge=1)
+    model_sha256: Digest
+    float_accuracy: float
+    int8_accuracy: float
+    histograms: dict[str, ReferenceHistogram] = Field(max_length=64)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model version the server has inspected: its card and, once registered, reference."""
+
+    sha256: str
+    card: ModelCard
+    created_at: datetime
+    reference: ModelReference | None = None

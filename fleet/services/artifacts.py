@@ -7,6 +7,7 @@ from datetime import datetime
 
 from fleet.domain.records import Artifact, Calibration
 from fleet.services.errors import ArtifactTooLarge, NotFoundError
+from fleet.services.models import card_for_upload
 from fleet.store import BlobStore, BlobTooLarge, UnitOfWork
 
 __all__ = ["store_artifact", "store_calibration"]
@@ -32,7 +33,8 @@ def store_artifact(
     """Stream an upload into the blob store; return the artifact and whether it is new.
 
     The blob is written (and fsynced) before the row, so a row never names missing bytes;
-    a crash in between leaves an unreferenced blob that a re-upload simply reuses.
+    a crash in between leaves an unreferenced blob that a re-upload simply reuses. A
+    ``.tflite`` model gets its model card in the same transaction.
     """
     sha256, length = _put(blobs, chunks, max_length)
     with uow:
@@ -41,6 +43,7 @@ def store_artifact(
             return existing, False
         artifact = Artifact(sha256=sha256, length=length, media_type=media_type, created_at=now)
         uow.artifacts.add(artifact)
+        card_for_upload(uow, blobs, sha256, media_type, now=now)
         uow.audit.append(
             at=now,
             actor=actor,

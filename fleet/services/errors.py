@@ -8,18 +8,26 @@ Exception tree::
     ├── InvalidInput              (invalid_input)      well-formed but unacceptable input
     │   └── ClassMismatch         (device_class_mismatch) release for another class
     ├── ReleaseRejected           (code of the refusal) the release does not verify, or
-    │                                                   names artifacts the server lacks
+    │   │                                               names artifacts the server lacks
+    │   └── ReleaseIncompatible   (release_incompatible) its model does not fit its
+    │                                                   firmware or device class
+    ├── ModelRefused              (a RejectCode)       a model that inspection refuses
     └── ArtifactTooLarge          (artifact_too_large)
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "ArtifactTooLarge",
     "ClassMismatch",
     "ConflictError",
     "InvalidInput",
+    "ModelRefused",
     "NotFoundError",
+    "ReleaseIncompatible",
     "ReleaseRejected",
     "ServiceError",
 ]
@@ -28,11 +36,14 @@ __all__ = [
 class ServiceError(Exception):
     code = "service_error"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, extra: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        self.extra = dict(extra or {})  # more members for the problem document
 
 
 class NotFoundError(ServiceError):
@@ -53,6 +64,14 @@ class ClassMismatch(InvalidInput):
 
 class ReleaseRejected(ServiceError):
     code = "release_rejected"
+
+
+class ReleaseIncompatible(ReleaseRejected):
+    code = "release_incompatible"
+
+
+class ModelRefused(ServiceError):
+    code = "model_rejected"
 
 
 class ArtifactTooLarge(ServiceError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from fleet.domain import aggregation
 from fleet.domain.records import (
     Artifact,
     AuditEvent,
@@ -34,6 +35,7 @@ __all__ = [
     "list_device_classes",
     "list_releases",
     "read_audit",
+    "telemetry_aggregates",
 ]
 
 
@@ -133,6 +135,14 @@ def read_audit(
     """Oldest first, from just after ``after``: a cursor for tailing the log."""
     with uow:
         return uow.audit.read(subject=subject, after_id=after, limit=limit)
+
+
+def telemetry_aggregates(
+    uow: UnitOfWork, release_digest: str, *, model_version: str | None, limit: int
+) -> Sequence[aggregation.Release]:
+    """Released cohort aggregates of a release, oldest window first."""
+    with uow:
+        return uow.telemetry.find(release_digest, model_version=model_version, limit=limit)
 
 
 def _device(uow: UnitOfWork, device_id: str) -> Device:

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from fleet.domain.records import Release
 from fleet.services.errors import NotFoundError, ReleaseRejected
-from fleet.store import UnitOfWork
+from fleet.services.release_fit import check_fit
+from fleet.store import BlobStore, UnitOfWork
 from schemas import DocumentError, Envelope, ReleaseManifest, Role, RootMetadata
 from signer.acceptance import payload_digest
 from signer.errors import Refusal
@@ -45,18 +46,29 @@ def _check_artifacts(uow: UnitOfWork, manifest: ReleaseManifest) -> None:
 
 
 def register_release(
-    uow: UnitOfWork, data: bytes, *, root: RootMetadata, actor: str, now: datetime
+    uow: UnitOfWork,
+    blobs: BlobStore,
+    data: bytes,
+    *,
+    root: RootMetadata,
+    actor: str,
+    now: datetime,
 ) -> tuple[Release, bool]:
-    """Store a verified release; registering the same bytes again is a no-op."""
+    """Store a verified release whose model fits its firmware and device class.
+
+    Registering the same bytes again is a no-op.
+    """
     envelope, manifest = parse_signed_release(data, root)
     digest = payload_digest(envelope)
     with uow:
         existing = uow.releases.get(digest)
         if existing is not None:
             return existing, False
-        if uow.device_classes.get(manifest.device_class) is None:
+        device_class = uow.device_classes.get(manifest.device_class)
+        if device_class is None:
             raise NotFoundError(f"device class {manifest.device_class!r} does not exist")
         _check_artifacts(uow, manifest)
+        check_fit(uow, blobs, manifest, device_class, now=now)
         release = Release(
             digest=digest,
             name=manifest.name,

@@ -27,8 +27,13 @@ __all__ = [
     "DeviceTagRow",
     "DirectorRow",
     "FleetTable",
+    "ModelCardRow",
     "ReleaseRow",
+    "RolloutEventRow",
+    "RolloutMemberRow",
+    "RolloutRow",
     "StatusEventRow",
+    "TelemetryAggregateRow",
     "metadata",
 ]
 
@@ -96,6 +101,18 @@ class ArtifactRow(FleetTable, table=True):
     sha256: str = Field(primary_key=True, max_length=DIGEST)
     length: int = Field(sa_type=BigInteger)
     media_type: str = Field(max_length=128)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ModelCardRow(FleetTable, table=True):
+    """What inspection read from a ``.tflite`` artifact, and its drift reference once
+    registered; both are ``fleet.domain.model_card`` models dumped as JSON."""
+
+    __tablename__ = "model_card"
+
+    sha256: str = Field(primary_key=True, foreign_key="artifact.sha256", max_length=DIGEST)
+    card: dict[str, Any] = Field(sa_type=JSON)
+    reference: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(sa_type=UtcDateTime)
 
 
@@ -185,3 +202,81 @@ class ApiTokenRow(FleetTable, table=True):
     role: str = Field(max_length=16)
     created_at: datetime = Field(sa_type=UtcDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# -- staged rollouts (DESIGN.md §4; fleet/domain/rollout.py) ------------------------------
+
+
+class RolloutRow(FleetTable, table=True):
+    __tablename__ = "rollout"
+
+    id: str = Field(primary_key=True, max_length=64)
+    release_digest: str = Field(foreign_key="release.digest", max_length=DIGEST)
+    status: str = Field(index=True, max_length=16)
+    plan: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    target: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    population: int = Field(sa_type=BigInteger)
+    wave: int = Field(sa_type=BigInteger)
+    wave_started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RolloutMemberRow(FleetTable, table=True):
+    """A device of a rollout and the release it ran before (what rollback restores)."""
+
+    __tablename__ = "rollout_member"
+    __table_args__ = (Index(None, "rollout_id", "rank"),)
+
+    rollout_id: str = Field(primary_key=True, foreign_key="rollout.id", max_length=64)
+    device_id: str = Field(primary_key=True, foreign_key="device.id", index=True, max_length=NAME)
+    rank: int = Field(sa_type=BigInteger)
+    previous_release: str | None = Field(default=None, max_length=DIGEST)
+    wave: int | None = Field(default=None, sa_type=BigInteger)
+    directed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    rollback: str | None = Field(default=None, max_length=256)
+
+
+class RolloutEventRow(FleetTable, table=True):
+    """Append-only: every transition of every rollout."""
+
+    __tablename__ = "rollout_event"
+    __table_args__ = (Index(None, "rollout_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    rollout_id: str = Field(foreign_key="rollout.id", max_length=64)
+    at: datetime = Field(sa_type=UtcDateTime)
+    kind: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    wave: int | None = Field(default=None, sa_type=BigInteger)
+    actor: str = Field(max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class TelemetryAggregateRow(FleetTable, table=True):
+    """A released cohort aggregate: noised sums and a reporter count, never a device."""
+
+    __tablename__ = "telemetry_aggregate"
+    __table_args__ = (
+        UniqueConstraint(
+            "release_digest",
+            "model_version",
+            "window_start",
+            "cohort",
+            name="uq_telemetry_aggregate_key",
+        ),
+        Index(None, "release_digest", "window_start"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    release_digest: str = Field(max_length=DIGEST)
+    model_version: str = Field(max_length=NAME)
+    window_start: datetime = Field(sa_type=UtcDateTime, index=True)
+    window_seconds: int = Field(sa_type=BigInteger)
+    cohort: str = Field(max_length=NAME)
+    reporters: int = Field(sa_type=BigInteger)
+    mechanism: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    central_epsilon: float
+    # {histogram: {"counts": [...], "proportions": [...], "variance": [...]}}
+    histograms: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    released_at: datetime = Field(sa_type=UtcDateTime)

@@ -25,17 +25,23 @@ from fleet.store.repositories import (
     DeviceClassRepository,
     DeviceRepository,
     DirectorOutbox,
+    ModelCardRepository,
     ReleaseRepository,
+    RolloutRepository,
     SqlArtifactRepository,
     SqlAuditLog,
     SqlCalibrationRepository,
     SqlDeviceClassRepository,
     SqlDeviceRepository,
     SqlDirectorOutbox,
+    SqlModelCardRepository,
     SqlReleaseRepository,
+    SqlRolloutRepository,
     SqlStatusEventRepository,
+    SqlTelemetryRepository,
     SqlTokenRepository,
     StatusEventRepository,
+    TelemetryRepository,
     TokenRepository,
 )
 
@@ -53,6 +59,8 @@ class UnitOfWork(Protocol):
     @property
     def releases(self) -> ReleaseRepository: ...
     @property
+    def model_cards(self) -> ModelCardRepository: ...
+    @property
     def calibrations(self) -> CalibrationRepository: ...
     @property
     def director(self) -> DirectorOutbox: ...
@@ -62,6 +70,10 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditLog: ...
     @property
     def tokens(self) -> TokenRepository: ...
+    @property
+    def rollouts(self) -> RolloutRepository: ...
+    @property
+    def telemetry(self) -> TelemetryRepository: ...
 
     def __enter__(self) -> Self: ...
 
@@ -83,11 +95,14 @@ class SqlUnitOfWork:
     devices: SqlDeviceRepository
     artifacts: SqlArtifactRepository
     releases: SqlReleaseRepository
+    model_cards: SqlModelCardRepository
     calibrations: SqlCalibrationRepository
     director: SqlDirectorOutbox
     status_events: SqlStatusEventRepository
     audit: SqlAuditLog
     tokens: SqlTokenRepository
+    rollouts: SqlRolloutRepository
+    telemetry: SqlTelemetryRepository
 
     def __init__(self, session_factory: Callable[[], Session]) -> None:
         self._session_factory = session_factory
@@ -101,11 +116,14 @@ class SqlUnitOfWork:
         self.devices = SqlDeviceRepository(session)
         self.artifacts = SqlArtifactRepository(session)
         self.releases = SqlReleaseRepository(session)
+        self.model_cards = SqlModelCardRepository(session)
         self.calibrations = SqlCalibrationRepository(session)
         self.director = SqlDirectorOutbox(session)
         self.status_events = SqlStatusEventRepository(session)
         self.audit = SqlAuditLog(session)
         self.tokens = SqlTokenRepository(session)
+        self.rollouts = SqlRolloutRepository(session)
+        self.telemetry = SqlTelemetryRepository(session)
         return self
 
     def __exit__(

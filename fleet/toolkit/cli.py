@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -114,6 +115,39 @@ def evaluate(
     for name, shift in result.shifts.items():
         shifts.add_row(name, f"{shift:.3f}")
     _out.print(shifts)
+
+
+@model_app.command()
+def register(
+    bundle_dir: Annotated[Path, typer.Argument(help="a bundle written by fleet model train")],
+    server: Annotated[str, typer.Option(envvar="FLEET_URL", help="the fleet server's URL")],
+    token: Annotated[str, typer.Option(envvar="FLEET_TOKEN", help="an operator API token")],
+) -> None:
+    """Upload the model and thresholds and register the reference histograms with the
+    server's model card, so a release can name them."""
+    from fleet.client import AdminClient, ApiError
+    from fleet.toolkit.register import BundleFilesError, read_local_bundle, register_bundle
+
+    try:
+        bundle = read_local_bundle(bundle_dir)
+    except BundleFilesError as exc:
+        _err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        with AdminClient(server, token) as client:
+            registered = register_bundle(bundle, client)
+    except ApiError as exc:
+        _err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except httpx.HTTPError as exc:
+        _err.print(f"[red]error:[/] cannot reach {server}: {exc}")
+        raise typer.Exit(2) from exc
+    _print_card(registered.card)
+    if registered.card != bundle.card:
+        _err.print(
+            f"[yellow]warning:[/] the server's card differs from {bundle_dir}/model_card.json"
+        )
+    _out.print(f"model       {registered.model_sha256}\nthresholds  {registered.thresholds_sha256}")
 
 
 def _print_card(card: ModelCard) -> None:

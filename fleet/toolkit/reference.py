@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
+from fleet.domain.model_card import ModelReference, ReferenceHistogram
 from fleet.toolkit.scoring import Outcomes
 from fleet.toolkit.sensors import Task
-from schemas.common import Digest
 from schemas.components import PREDICTED_HISTOGRAM, HistogramBins, InputSummary, Thresholds
 
 __all__ = [
@@ -83,29 +82,11 @@ def choose_output_bins(task: Task, statistic: npt.ArrayLike, bins: int = BINS) -
     return HistogramBins(edges=_distinct(np.linspace(chance, 1.0, bins + 1)))
 
 
-class ReferenceHistogram(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    counts: tuple[int, ...]
-    proportions: tuple[float, ...] = Field(description="counts / reference size")
-
-
-class ReferenceProfile(BaseModel):
-    """The reference set and what the int8 model made of it: the drift baseline.
-
-    Histograms are named as in a telemetry report: the input summaries, ``confidence``
-    or ``score``, and ``predicted``; their bin edges are the thresholds component's.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ReferenceProfile(ModelReference):
+    """The reference set and what the int8 model made of it (``ModelReference``), with
+    the task as the toolkit's enumeration."""
 
     task: Task
-    seed: int = Field(description="reference windows: sensors.split(task, REFERENCE, size, seed)")
-    size: int = Field(ge=1)
-    model_sha256: Digest
-    float_accuracy: float
-    int8_accuracy: float
-    histograms: dict[str, ReferenceHistogram]
 
 
 def _normalised(counts: npt.NDArray[np.int64]) -> ReferenceHistogram:

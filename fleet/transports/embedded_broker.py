@@ -47,10 +47,15 @@ class Broker:
     port: int
     log: Path
     process: subprocess.Popen[bytes]
+    # The loopback listener for server replicas: client ids are their own, not the username.
+    server_port: int = 0
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    def server_url(self, username: str = "fleet-server") -> str:
+        return f"mqtt://{username}@{HOST}:{self.server_port}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -70,12 +75,16 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def _render(directory: Path, port: int) -> Path:
+def _render(directory: Path, port: int, server_port: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     acl = directory / "acl"
     shutil.copyfile(ACL, acl)
     text = string.Template(TEMPLATE.read_text()).substitute(
-        port=port, bind_address=HOST, acl_file=str(acl), user=getpass.getuser()
+        port=port,
+        bind_address=HOST,
+        server_port=server_port,
+        acl_file=str(acl),
+        user=getpass.getuser(),
     )
     config = directory / "mosquitto.conf"
     config.write_text(text)
@@ -101,20 +110,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _start(binary: str, directory: Path, timeout: float, port: int) -> Broker:
-    config = _render(directory, port)
+    server_port = free_port()
+    config = _render(directory, port, server_port)
     log = directory / "mosquitto.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
         )
-    broker = Broker(host=HOST, port=port, log=log, process=process)
+    broker = Broker(host=HOST, port=port, log=log, process=process, server_port=server_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BrokerStartError(
                 f"mosquitto exited with {process.returncode}:\n{broker.log_text()}"
             )
-        if _accepts(port):
+        if _accepts(port) and _accepts(server_port):
             return broker
         time.sleep(0.02)
     _stop(process)

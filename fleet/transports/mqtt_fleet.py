@@ -28,6 +28,7 @@ class DeviceMessage:
     device_id: str
     payload: bytes
     received_at: datetime
+    transport: str = "mqtt"
 
 
 def parse_device_topic(topic: str) -> tuple[str, str] | None:

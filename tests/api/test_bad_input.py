@@ -24,6 +24,7 @@ from tests.api.support import API, Fleet, problem_of
 
 VALID_PATH = {"device_id": "dev-00001", "name": "nrf52840-kws", "sha256": "a" * 64}
 VALID_PATH["digest"] = VALID_PATH["sha256"]
+VALID_PATH.update(rollout_id="rollout-1", action="approve")
 BAD_PATH_VALUES = ["bad id", "-dash-first", "x" * 65, "%00", "..%2F..", "caf%C3%A9", "a" * 63 + "G"]
 HUGE = 10**30
 BAD_JSON_BODIES: list[bytes] = [

@@ -35,6 +35,7 @@ def fleet_for(
     faults: Faults | None = None,
     devices: slice = slice(None),
     state_dir: Path | None = None,
+    coap: str | None = None,
 ) -> Fleet:
     """Devices of a ``fleet-sim keys`` directory, talking to a server at ``server_url``."""
     endpoint = MqttEndpoint.parse(mqtt_url)
@@ -42,7 +43,7 @@ def fleet_for(
         devices=load_enrollment(keys_dir)[devices],
         state_root=state_dir or keys_dir / "state",
         root=read_envelope(root, what="root"),
-        endpoints=Endpoints(endpoint.host, endpoint.port, f"{server_url}/api/v1"),
+        endpoints=Endpoints(endpoint.host, endpoint.port, f"{server_url}/api/v1", coap),
         clock=lambda: datetime.now(UTC),
         faults=faults or Faults(),
     )

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ class ServerProcess:
     database_url: str | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more FLEET_* settings
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -46,6 +47,8 @@ class ServerProcess:
             "FLEET_DIRECTOR_KEY_PATH": str(self.trust.director_key),
             "FLEET_BOOTSTRAP_ADMIN_TOKEN": self.admin_token,
             "FLEET_HTTP_PORT": str(self.port),
+            "FLEET_COAP_PORT": "0",
+            **self.env,
         }
         if self.database_url:
             env["FLEET_DATABASE_URL"] = self.database_url

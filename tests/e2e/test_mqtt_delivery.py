@@ -15,6 +15,7 @@ import pytest
 
 from fleet.client import AdminClient
 from fleet.local_setup import ArtifactFile, Trust, running_server, sign_release
+from fleet.toolkit.packaged import firmware_for, packaged_card, packaged_model, packaged_thresholds
 from fleet.transports.embedded_broker import Broker
 from tests.e2e.fleet_run import (
     DEVICE_CLASS,
@@ -32,17 +33,18 @@ DEVICES = 200
 
 
 def release_artifacts(version: str) -> dict[str, ArtifactFile]:
+    """A real int8 model and a firmware declaring what it needs: the server checks the fit."""
     return {
         "firmware.bin": ArtifactFile(
             "firmware", "kws-fw", version, 1, "application/octet-stream",
-            os.urandom(24 * 1024),
+            os.urandom(24 * 1024), firmware=firmware_for(packaged_card()),
         ),
         "model.tflite": ArtifactFile(
-            "model", "kws-model", version, 1, "application/vnd.tflite", os.urandom(8 * 1024)
+            "model", "kws-model", version, 1, "application/vnd.tflite", packaged_model()
         ),
         "thresholds.json": ArtifactFile(
             "thresholds", "kws-thresholds", version, 1, "application/json",
-            b'{"score": 0.8}',
+            packaged_thresholds(),
         ),
     }  # fmt: skip
 

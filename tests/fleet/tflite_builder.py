@@ -124,7 +124,13 @@ def tiny_classifier() -> Graph:
     )
 
 
-def build(graph: Graph, *, version: int = 3, subgraphs: int = 1) -> bytes:
+def build(
+    graph: Graph,
+    *,
+    version: int = 3,
+    subgraphs: int = 1,
+    description: str = "tinyfleet test model",
+) -> bytes:
     """Serialise ``graph`` (repeated ``subgraphs`` times) as a TFL3 flatbuffer."""
     b = flatbuffers.Builder(1024)
     buffer_data: list[bytes | None] = [None]  # buffer 0: the empty sentinel
@@ -140,7 +146,7 @@ def build(graph: Graph, *, version: int = 3, subgraphs: int = 1) -> bytes:
     buffers = [_buffer(b, data) for data in buffer_data]
     opcodes = [_opcode(b, code, custom) for code, custom in graph.opcodes]
     graphs = [_subgraph(b, graph, buffer_of) for _ in range(subgraphs)]
-    description = b.CreateString("tinyfleet test model")
+    description_offset = b.CreateString(description)
     opcode_vec = _tables(b, ModelStartOperatorCodesVector, opcodes)
     subgraph_vec = _tables(b, ModelStartSubgraphsVector, graphs)
     buffer_vec = _tables(b, ModelStartBuffersVector, buffers)
@@ -148,7 +154,7 @@ def build(graph: Graph, *, version: int = 3, subgraphs: int = 1) -> bytes:
     ModelAddVersion(b, version)
     ModelAddOperatorCodes(b, opcode_vec)
     ModelAddSubgraphs(b, subgraph_vec)
-    ModelAddDescription(b, description)
+    ModelAddDescription(b, description_offset)
     ModelAddBuffers(b, buffer_vec)
     b.Finish(ModelEnd(b), file_identifier=b"TFL3")
     return bytes(b.Output())

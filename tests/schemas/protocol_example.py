@@ -87,6 +87,8 @@ FIELD_TABLES = (
     "RoleKeys",
     "ReleaseManifest",
     "Component",
+    "FirmwareDeclaration",
+    "TensorDeclaration",
     "Constraints",
     "DirectorManifest",
     "Calibration",

@@ -49,6 +49,7 @@ from signer.acceptance import (
 from signer.artifacts import ArtifactVerifier
 from signer.keys import SigningKey
 from signer.signing import sign_model
+from tests.fleet.tflite_builder import build, tiny_classifier
 
 __all__ = [
     "DEVICE_CLASS",
@@ -175,7 +176,7 @@ class RepositorySimulator:
         """A release of all three components; ``per_kind`` overrides a security version."""
         components = []
         for kind in ComponentKind:
-            data = f"{kind.value} {version}\n".encode() * 16
+            data = _artifact_bytes(kind, version)
             components.append(
                 Component(
                     kind=kind,
@@ -280,6 +281,14 @@ class SimulatedDevice:
             received.append(chunk)
         verifier.finish()
         return b"".join(received)
+
+
+def _artifact_bytes(kind: ComponentKind, version: str) -> bytes:
+    """Distinct bytes per kind and version; the model is a real int8 ``.tflite``, since
+    the server inspects it and checks it fits before registering a release."""
+    if kind is ComponentKind.MODEL:
+        return build(tiny_classifier(), description=f"kws-model {version}")
+    return f"{kind.value} {version}\n".encode() * 16
 
 
 def tamper(envelope: Envelope, edit: Callable[[dict[str, Any]], None]) -> Envelope:

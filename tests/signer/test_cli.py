@@ -401,6 +401,62 @@ def test_json_spec_is_accepted(workspace: Path) -> None:
     ok("verify", "--root=root.json", "r.json")
 
 
+FIRMWARE_TOML = """\
+[components.firmware]
+builtin_ops = ["FULLY_CONNECTED", "SOFTMAX"]
+custom_ops = ["Lowpass"]
+ram_bytes = 49152
+
+[[components.firmware.inputs]]
+shape = [1, 8]
+dtype = "INT8"
+scale = 0.05
+zero_point = -3
+"""
+
+
+def test_a_firmware_declaration_round_trips_through_the_signed_release(workspace: Path) -> None:
+    spec = Path("release.toml")
+    text = spec.read_text()
+    end_of_firmware = text.index("\n[[components]]", text.index('kind = "firmware"'))
+    spec.write_text(f"{text[:end_of_firmware]}\n{FIRMWARE_TOML}{text[end_of_firmware:]}")
+    release("rel1", "rel2")
+    ok("verify", "--root=root.json", "release.json", "--artifacts-dir=store")
+    firmware = decode_release("release.json").components[0].firmware
+    assert firmware is not None
+    assert (firmware.builtin_ops, firmware.custom_ops, firmware.ram_bytes) == (
+        ("FULLY_CONNECTED", "SOFTMAX"),
+        ("Lowpass",),
+        49152,
+    )
+    assert firmware.inputs is not None and firmware.outputs is None
+    assert firmware.inputs[0].model_dump() == {
+        "shape": (1, 8),
+        "dtype": "INT8",
+        "scale": 0.05,
+        "zero_point": -3,
+    }
+
+
+def test_a_spec_without_a_declaration_signs_no_firmware_field(workspace: Path) -> None:
+    release("rel1", "rel2")
+    payload = json.loads(read_envelope("release.json").payload_bytes())
+    assert all("firmware" not in component for component in payload["components"])
+
+
+def test_only_the_firmware_component_may_carry_a_declaration(workspace: Path) -> None:
+    spec = json_spec()
+    spec["components"][1]["firmware"] = {"builtin_ops": ["CONV_2D"], "ram_bytes": 1024}
+    Path("spec.json").write_text(json.dumps(spec))
+    bad_input(
+        "components[1]: Value error, only a firmware component carries a firmware declaration",
+        "release",
+        "spec.json",
+        "--key=keys/rel1.key",
+        "--out=r.json",
+    )
+
+
 def test_spec_may_not_set_the_signing_time(workspace: Path) -> None:
     Path("spec.json").write_text(json.dumps({**json_spec(), "created": "2020-01-01T00:00:00Z"}))
     bad_input(

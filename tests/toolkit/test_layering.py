@@ -28,7 +28,9 @@ def test_device_inference_imports_neither_the_server_nor_tensorflow() -> None:
     assert "tensorflow" not in loaded
 
 
-@pytest.mark.parametrize("module", ["sensors", "bundle", "cli", "reference", "thresholds"])
+@pytest.mark.parametrize(
+    "module", ["sensors", "bundle", "cli", "reference", "thresholds", "packaged", "register"]
+)
 def test_only_training_imports_tensorflow(module: str) -> None:
     assert "tensorflow" not in top_level_modules_after(f"import fleet.toolkit.{module}")
 

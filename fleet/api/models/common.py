@@ -72,6 +72,9 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="for validation_failed: each field that was refused"
     )
+    violations: list[dict[str, Any]] | None = Field(
+        default=None, description="for release_incompatible: each violation's code and message"
+    )
 
 
 _PROBLEM_DESCRIPTIONS = {

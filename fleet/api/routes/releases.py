@@ -65,7 +65,11 @@ async def register(
 
     Refusals are 422 with the refusal's code: `signature_invalid`, `threshold_not_met`,
     `untrusted_key`, `wrong_role_key`, `malformed`, `too_large`, `duplicate_key`,
-    `wrong_payload_type`, `artifact_missing`, `artifact_length_mismatch`.
+    `wrong_payload_type`, `artifact_missing`, `artifact_length_mismatch`;
+    `release_incompatible` when the model does not fit the firmware's declaration or the
+    device class (every violation in `violations`, each with its code: `missing_ops`,
+    `unsupported_ops`, `ram_exceeded`, `flash_exceeded`, `tensor_contract`); and a model
+    inspection refuses with inspection's code (`wrong_identifier`, `malformed`, ...).
     """
     _require_json(request)
     data = await read_body(request, max_length=DEFAULT_ENVELOPE_CAP)
@@ -98,5 +102,10 @@ def _require_json(request: Request) -> None:
 
 def _register(context: ApiContext, data: bytes, actor: str) -> tuple[Release, bool]:
     return register_release(
-        context.new_uow(), data, root=context.root(), actor=actor, now=context.clock()
+        context.new_uow(),
+        context.blobs,
+        data,
+        root=context.root(),
+        actor=actor,
+        now=context.clock(),
     )

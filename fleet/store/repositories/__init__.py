@@ -8,6 +8,7 @@ from fleet.store.repositories.catalog import (
 from fleet.store.repositories.devices import SqlDeviceClassRepository, SqlDeviceRepository
 from fleet.store.repositories.director import SqlDirectorOutbox
 from fleet.store.repositories.events import SqlAuditLog, SqlStatusEventRepository
+from fleet.store.repositories.models import SqlModelCardRepository
 from fleet.store.repositories.protocols import (
     ArtifactRepository,
     AuditLog,
@@ -15,10 +16,15 @@ from fleet.store.repositories.protocols import (
     DeviceClassRepository,
     DeviceRepository,
     DirectorOutbox,
+    ModelCardRepository,
     ReleaseRepository,
+    RolloutRepository,
     StatusEventRepository,
+    TelemetryRepository,
     TokenRepository,
 )
+from fleet.store.repositories.rollouts import SqlRolloutRepository
+from fleet.store.repositories.telemetry import SqlTelemetryRepository
 from fleet.store.repositories.tokens import SqlTokenRepository
 
 __all__ = [
@@ -28,16 +34,22 @@ __all__ = [
     "DeviceClassRepository",
     "DeviceRepository",
     "DirectorOutbox",
+    "ModelCardRepository",
     "ReleaseRepository",
+    "RolloutRepository",
     "SqlArtifactRepository",
     "SqlAuditLog",
     "SqlCalibrationRepository",
     "SqlDeviceClassRepository",
     "SqlDeviceRepository",
     "SqlDirectorOutbox",
+    "SqlModelCardRepository",
     "SqlReleaseRepository",
+    "SqlRolloutRepository",
     "SqlStatusEventRepository",
+    "SqlTelemetryRepository",
     "SqlTokenRepository",
     "StatusEventRepository",
+    "TelemetryRepository",
     "TokenRepository",
 ]

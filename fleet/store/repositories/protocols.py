@@ -11,6 +11,8 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from fleet.domain import aggregation
+from fleet.domain.model_card import ModelReference, StoredModel
 from fleet.domain.records import (
     ApiToken,
     Artifact,
@@ -23,6 +25,7 @@ from fleet.domain.records import (
     Release,
     StatusEvent,
 )
+from fleet.domain.rollout import Member, Rollout, RolloutEvent, RolloutStatus
 from schemas import DeviceState
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "DeviceClassRepository",
     "DeviceRepository",
     "DirectorOutbox",
+    "ModelCardRepository",
     "ReleaseRepository",
+    "RolloutRepository",
     "StatusEventRepository",
     "TokenRepository",
 ]
@@ -91,6 +96,12 @@ class ArtifactRepository(Protocol):
     def add(self, artifact: Artifact) -> None: ...
     def get(self, sha256: str) -> Artifact | None: ...
     def all(self) -> Sequence[Artifact]: ...
+
+
+class ModelCardRepository(Protocol):
+    def add(self, model: StoredModel) -> None: ...
+    def get(self, sha256: str) -> StoredModel | None: ...
+    def set_reference(self, sha256: str, reference: ModelReference) -> None: ...
 
 
 class ReleaseRepository(Protocol):
@@ -160,3 +171,42 @@ class TokenRepository(Protocol):
     def get(self, token_sha256: str) -> ApiToken | None: ...
     def all(self) -> Sequence[ApiToken]: ...
     def revoke(self, token_sha256: str, *, at: datetime) -> None: ...
+
+
+class RolloutRepository(Protocol):
+    """Rollouts, their members and their append-only events (``fleet.domain.rollout``)."""
+
+    def add(self, rollout: Rollout, members: Iterable[Member]) -> None: ...
+    def get(self, rollout_id: str, *, for_update: bool = False) -> Rollout | None: ...
+    def find(self, *, statuses: Collection[RolloutStatus] = ()) -> Sequence[Rollout]: ...
+    def save(self, rollout: Rollout, *, at: datetime) -> None: ...
+
+    def busy_devices(self, device_ids: Collection[str]) -> set[str]:
+        """Which of these devices are members of a rollout that is not over."""
+        ...
+
+    def members(self, rollout_id: str, *, below_rank: int | None = None) -> Sequence[Member]: ...
+    def mark_directed(
+        self, rollout_id: str, device_ids: Sequence[str], *, wave: int, at: datetime
+    ) -> None: ...
+    def mark_rollback(self, rollout_id: str, device_id: str, outcome: str) -> None: ...
+    def rollback_outcomes(self, rollout_id: str) -> dict[str, int]: ...
+
+    def reports(self, rollout: Rollout) -> list[tuple[str, int, str | None, bool]]:
+        """Per directed member: (device, wave, worst outcome or None, online)."""
+        ...
+
+    def append_events(self, rollout_id: str, events: Sequence[RolloutEvent]) -> None: ...
+    def events(self, rollout_id: str) -> Sequence[RolloutEvent]: ...
+
+
+class TelemetryRepository(Protocol):
+    def add(
+        self, released: aggregation.Release, *, window_seconds: int, released_at: datetime
+    ) -> None: ...
+
+    def find(
+        self, release_digest: str, *, model_version: str | None = None, limit: int = 1000
+    ) -> Sequence[aggregation.Release]: ...
+
+    def purge(self, *, before: datetime) -> int: ...

@@ -1,0 +1,121 @@
+"""Released telemetry aggregates as the API shows them: cohort sums, never a device."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fleet.api.models.common import ResponseModel
+from fleet.domain.aggregation import Release
+from fleet.services.drift import WindowDrift
+
+__all__ = [
+    "AggregateList",
+    "AggregatePublic",
+    "DriftReport",
+    "HistogramPublic",
+    "MechanismPublic",
+    "StreamPublic",
+    "WindowDriftPublic",
+]
+
+
+class MechanismPublic(ResponseModel):
+    name: str
+    epsilon: float
+    cap: int
+
+
+class HistogramPublic(ResponseModel):
+    counts: list[int]
+    proportions: list[float]
+    variance: list[float]
+
+
+class AggregatePublic(ResponseModel):
+    release_digest: str
+    model_version: str
+    window_start: datetime
+    cohort: str
+    reporters: int
+    mechanism: MechanismPublic
+    central_epsilon: float
+    histograms: dict[str, HistogramPublic]
+
+    @classmethod
+    def from_release(cls, released: Release) -> AggregatePublic:
+        key, mechanism = released.key, released.mechanism
+        return cls(
+            release_digest=key.release_digest,
+            model_version=key.model_version,
+            window_start=key.window_start,
+            cohort=key.cohort,
+            reporters=released.reporters,
+            mechanism=MechanismPublic(
+                name=mechanism.name, epsilon=mechanism.epsilon, cap=mechanism.cap
+            ),
+            central_epsilon=released.central_epsilon,
+            histograms={
+                name: HistogramPublic(
+                    counts=list(h.counts),
+                    proportions=list(h.proportions),
+                    variance=list(h.variance),
+                )
+                for name, h in released.histograms.items()
+            },
+        )
+
+
+class AggregateList(ResponseModel):
+    min_reporters: int
+    items: list[AggregatePublic]
+
+
+class StreamPublic(ResponseModel):
+    histogram: str
+    cohort: str
+    windows: int
+    statistic: float
+    p_value: float
+    n_eff: float
+    judged: bool
+    flagged: bool
+    psi: float
+    js_distance: float
+
+
+class WindowDriftPublic(ResponseModel):
+    window_start: datetime
+    alert: bool  # this window's test rejects
+    alert_open: bool  # the alert state after this window
+    event: str | None  # opened | closed
+    streams: list[StreamPublic]
+
+    @classmethod
+    def from_drift(cls, drift: WindowDrift) -> WindowDriftPublic:
+        decision = drift.decision
+        return cls(
+            window_start=drift.window_start,
+            alert=decision.alert,
+            alert_open=drift.alert_open,
+            event=drift.event.value if drift.event else None,
+            streams=[
+                StreamPublic(
+                    histogram=t.stream.histogram,
+                    cohort=t.stream.cohort,
+                    windows=t.windows,
+                    statistic=t.statistic,
+                    p_value=t.p_value,
+                    n_eff=t.n_eff,
+                    judged=t.judged,
+                    flagged=t.stream in decision.flagged,
+                    psi=t.psi,
+                    js_distance=t.js_distance,
+                )
+                for t in decision.tests
+            ],
+        )
+
+
+class DriftReport(ResponseModel):
+    release_digest: str
+    windows: list[WindowDriftPublic]

@@ -1,0 +1,57 @@
+"""The drift gate, registered through the rollout engine's ``Gates.extra`` extension point.
+
+A wave of a rollout is held when the devices on the new release drift from the model
+card's reference while the control cohort — devices of the rollout still on the release
+they ran before, in the same windows — does not (``fleet.domain.drift.gate``). A shift
+both show (a season, a site) does not hold it. Gates in ``extra`` are code, not stored
+data: :func:`drift_gates` gives ``tick_rollouts`` one for every wave at each tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fleet.domain.drift import Verdict
+from fleet.domain.rollout import Rollout
+from fleet.domain.rollout_plan import Gate, GateVerdict, WaveObservations
+from fleet.services.drift import drift_gate
+from fleet.store import UnitOfWork
+
+__all__ = ["DriftGate", "drift_gates"]
+
+UowFactory = Callable[[], UnitOfWork]
+
+
+@dataclass(frozen=True)
+class DriftGate:
+    new_uow: UowFactory
+    new_release: str
+    control_release: str
+    name: str = "drift"
+
+    def judge(self, observations: WaveObservations) -> GateVerdict | None:
+        verdict = drift_gate(self.new_uow(), self.new_release, self.control_release)
+        if verdict.verdict is Verdict.PASS:
+            return None
+        holding = [r for r in verdict.reasons if r.code != "shared_shift"]
+        detail = "; ".join(f"{r.code}: {r.histogram}: {r.detail}" for r in holding)
+        return GateVerdict(self.name, detail or "no telemetry for the new release yet")
+
+
+def drift_gates(new_uow: UowFactory) -> Callable[[UnitOfWork, Rollout], tuple[Gate, ...]]:
+    """The extra gates of a rollout: a drift gate against its members' previous release."""
+
+    def gates(uow: UnitOfWork, rollout: Rollout) -> tuple[Gate, ...]:
+        previous = Counter(
+            m.previous_release
+            for m in uow.rollouts.members(rollout.id)
+            if m.previous_release is not None and m.previous_release != rollout.release_digest
+        )
+        if not previous:
+            return ()  # nothing to compare with: a first install
+        control = previous.most_common(1)[0][0]
+        return (DriftGate(new_uow, rollout.release_digest, control),)
+
+    return gates
