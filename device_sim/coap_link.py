@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,12 +33,11 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.contentformat import ContentFormat
 
-from device_sim.errors import ArtifactUnavailable, DownloadFailed, DownloadTimeout
+from device_sim.errors import ArtifactUnavailable, DownloadFailed
+from device_sim.fetching import FetchPolicy, ResumableFetcher, TransientFetchError
 from device_sim.flash import CHUNK, ArtifactRef
-from device_sim.http_fetch import FetchPolicy
 from schemas import Envelope, StatusReport
 from signer.artifacts import ArtifactVerifier
-from signer.errors import ArtifactRefusal
 
 __all__ = ["CoapArtifactFetcher", "CoapDeviceLink", "CoapTuning", "client_context"]
 
@@ -58,17 +56,13 @@ async def client_context() -> Any:
     return await Context.create_client_context(transports=["udp6"])
 
 
-class _Transient(Exception):
-    """An exchange failed in a way another may not; never leaves this module."""
-
-
 @contextlib.contextmanager
 def _map_coap_errors(what: str) -> Iterator[None]:
     """aiocoap's network errors become a retry; its other errors a ``DownloadFailed``."""
     try:
         yield
     except (error.NetworkError, error.ResourceChanged, error.ObservationCancelled) as exc:
-        raise _Transient(f"{what}: {type(exc).__name__}: {exc}") from exc
+        raise TransientFetchError(f"{what}: {type(exc).__name__}: {exc}") from exc
     except error.Error as exc:
         raise DownloadFailed(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -80,7 +74,7 @@ class _Block:
     etag: bytes | None
 
 
-class CoapArtifactFetcher:
+class CoapArtifactFetcher(ResumableFetcher):
     """An ``ArtifactFetcher`` over CoAP Block2, resuming at the first missing block."""
 
     def __init__(
@@ -92,40 +86,11 @@ class CoapArtifactFetcher:
         tuning: TransportTuning | None = None,
         szx: int = BLOCK_SZX,
     ) -> None:
+        super().__init__(policy=policy)
         self._context = context
         self._base = base_uri.rstrip("/")
-        self._policy = policy or FetchPolicy()
         self._tuning = tuning or CoapTuning()
         self._szx = szx
-        self.resumed = 0
-        """How many attempts continued a partial download (for tests, logs)."""
-
-    async def fetch(self, artifact: ArtifactRef, dest: Path) -> None:
-        part = dest.with_name(dest.name + ".part")
-        try:
-            async with asyncio.timeout(self._policy.deadline):
-                await self._with_retries(artifact, part)
-        except TimeoutError as exc:
-            raise DownloadTimeout(
-                f"{artifact.name}: not complete within {self._policy.deadline:g} s"
-            ) from exc
-        except ArtifactRefusal:
-            part.unlink(missing_ok=True)
-            raise
-        os.replace(part, dest)
-
-    async def _with_retries(self, artifact: ArtifactRef, part: Path) -> None:
-        delay = self._policy.backoff
-        for attempt in range(1, self._policy.attempts + 1):
-            try:
-                await self._attempt(artifact, part)
-                return
-            except _Transient as exc:
-                if attempt == self._policy.attempts:
-                    raise DownloadFailed(f"{exc} (after {attempt} attempts)") from exc
-                log.info("%s; retrying in %.2f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._policy.max_backoff)
 
     async def _attempt(self, artifact: ArtifactRef, part: Path) -> None:
         size = 1 << (self._szx + 4)
@@ -155,7 +120,7 @@ class CoapArtifactFetcher:
         if code == Code.NOT_FOUND:
             raise ArtifactUnavailable(f"{artifact.name}: {artifact.sha256} is not on the server")
         if code.class_ == 5:
-            raise _Transient(f"{artifact.name}: CoAP {code.dotted}")
+            raise TransientFetchError(f"{artifact.name}: CoAP {code.dotted}")
         block2 = response.opt.block2
         if code != Code.CONTENT or block2 is None or block2.block_number != number:
             raise DownloadFailed(f"{artifact.name}: block {number}: unexpected {code.dotted}")

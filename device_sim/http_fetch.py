@@ -15,40 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from device_sim.errors import ArtifactUnavailable, DownloadFailed, DownloadTimeout
+from device_sim.errors import ArtifactUnavailable, DownloadFailed
 from device_sim.faults import LinkFault
+from device_sim.fetching import FetchPolicy, ResumableFetcher, TransientFetchError
 from device_sim.flash import CHUNK, ArtifactRef
 from device_sim.wire import artifact_url
 from signer.artifacts import ArtifactVerifier
-from signer.errors import ArtifactRefusal
 
 __all__ = ["PERMANENT_TRANSPORT_ERRORS", "FetchPolicy", "HttpArtifactFetcher"]
 
 log = logging.getLogger(__name__)
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    deadline: float = 60.0
-    """Seconds for the whole download of one artifact, retries included."""
-    attempts: int = 6
-    backoff: float = 0.1
-    """Seconds before the second attempt; doubles after each failure."""
-    max_backoff: float = 5.0
-
-
-class _Transient(Exception):
-    """An attempt failed in a way another attempt may not; never leaves this module."""
 
 
 PERMANENT_TRANSPORT_ERRORS = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
@@ -63,10 +47,10 @@ def _map_transport_errors(artifact: ArtifactRef) -> Iterator[None]:
     except PERMANENT_TRANSPORT_ERRORS as exc:
         raise DownloadFailed(f"{artifact.name}: {type(exc).__name__}: {exc}") from exc
     except httpx.TransportError as exc:
-        raise _Transient(f"{artifact.name}: {type(exc).__name__}: {exc}") from exc
+        raise TransientFetchError(f"{artifact.name}: {type(exc).__name__}: {exc}") from exc
 
 
-class HttpArtifactFetcher:
+class HttpArtifactFetcher(ResumableFetcher):
     """An ``ArtifactFetcher`` over a shared ``httpx.AsyncClient``."""
 
     def __init__(
@@ -78,40 +62,10 @@ class HttpArtifactFetcher:
         link_fault: LinkFault | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(policy=policy, sleep=sleep)
         self._client = client
         self._base_url = base_url
-        self._policy = policy or FetchPolicy()
         self._link_fault = link_fault
-        self._sleep = sleep
-        self.resumed = 0
-        """How many attempts continued a partial download with Range (for tests, logs)."""
-
-    async def fetch(self, artifact: ArtifactRef, dest: Path) -> None:
-        part = dest.with_name(dest.name + ".part")
-        try:
-            async with asyncio.timeout(self._policy.deadline):
-                await self._with_retries(artifact, part)
-        except TimeoutError as exc:
-            raise DownloadTimeout(
-                f"{artifact.name}: not complete within {self._policy.deadline:g} s"
-            ) from exc
-        except ArtifactRefusal:
-            part.unlink(missing_ok=True)
-            raise
-        os.replace(part, dest)
-
-    async def _with_retries(self, artifact: ArtifactRef, part: Path) -> None:
-        delay = self._policy.backoff
-        for attempt in range(1, self._policy.attempts + 1):
-            try:
-                await self._attempt(artifact, part)
-                return
-            except _Transient as exc:
-                if attempt == self._policy.attempts:
-                    raise DownloadFailed(f"{exc} (after {attempt} attempts)") from exc
-                log.info("%s; retrying in %.2f s", exc, delay)
-            await self._sleep(delay)
-            delay = min(delay * 2, self._policy.max_backoff)
 
     async def _attempt(self, artifact: ArtifactRef, part: Path) -> None:
         verifier, offset = _resume(artifact, part)
@@ -143,7 +97,9 @@ class HttpArtifactFetcher:
                     chunk = chunk[: cut - received]
                     verifier.update(chunk)
                     out.write(chunk)
-                    raise _Transient(f"{artifact.name}: simulated link drop after {cut} bytes")
+                    raise TransientFetchError(
+                        f"{artifact.name}: simulated link drop after {cut} bytes"
+                    )
                 verifier.update(chunk)
                 out.write(chunk)
                 received += len(chunk)
@@ -177,7 +133,7 @@ def _accept_response(
         if match and int(match.group(1)) == offset:
             return verifier
         part.unlink(missing_ok=True)
-        raise _Transient(
+        raise TransientFetchError(
             f"{artifact.name}: asked for byte {offset}, got range {match and match[0]}"
         )
     if status == httpx.codes.OK:
@@ -187,9 +143,9 @@ def _accept_response(
         return ArtifactVerifier(name=artifact.name, length=artifact.length, sha256=artifact.sha256)
     if status == httpx.codes.REQUESTED_RANGE_NOT_SATISFIABLE:
         part.unlink(missing_ok=True)
-        raise _Transient(f"{artifact.name}: server cannot resume at byte {offset}")
+        raise TransientFetchError(f"{artifact.name}: server cannot resume at byte {offset}")
     if status in (httpx.codes.NOT_FOUND, httpx.codes.GONE):
         raise ArtifactUnavailable(f"{artifact.name}: {artifact.sha256} is not on the server")
     if status >= 500 or status == httpx.codes.TOO_MANY_REQUESTS:
-        raise _Transient(f"{artifact.name}: HTTP {status}")
+        raise TransientFetchError(f"{artifact.name}: HTTP {status}")
     raise DownloadFailed(f"{artifact.name}: unexpected HTTP {status}")
