@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from device_sim.cli import app
 from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
 from fleet.transports.embedded_broker import Broker
-from schemas import DeviceState
+from schemas import DeviceState, StatusReport
 from signer.keys import load_public_key
 from tests.device_sim.conftest import FAST_RETRIES
 from tests.device_sim.director import START, Director, ServerClient
@@ -77,9 +78,19 @@ async def test_fifty_devices_converge(
     assert reached, fleet.view.counts()
     assert elapsed < 20
     keys = {d: load_public_key(tmp_path / "keys" / f"{d}.key.pub") for d in device_ids}
-    finals = {d: server.statuses(d, keys[d])[-1] for d in device_ids}  # verified signatures
-    assert {r.state for r in finals.values()} == {DeviceState.HEALTHY}
-    assert {r.running_release_digest for r in finals.values()} == {release.digest}
+
+    def finals() -> dict[str, StatusReport]:  # verified signatures
+        return {d: server.statuses(d, keys[d])[-1] for d in device_ids}
+
+    # The fleet stops as soon as every device has *sent* healthy; the broker may still be
+    # delivering the last reports to this test's subscriber.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        r.state != DeviceState.HEALTHY for r in finals().values()
+    ):
+        await asyncio.sleep(0.05)
+    assert {r.state for r in finals().values()} == {DeviceState.HEALTHY}
+    assert {r.running_release_digest for r in finals().values()} == {release.digest}
 
 
 def test_run_exits_nonzero_when_the_target_is_not_reached_in_time(
