@@ -28,6 +28,7 @@ from device_sim.inference import OnDeviceModel
 from schemas import TelemetryReport
 from schemas.device import Mechanism, TelemetryWindow
 from schemas.privacy import (
+    DEFAULT_DAILY_BUDGET,
     BudgetExceeded,
     NoiseSampler,
     Spend,
@@ -49,9 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DAILY_BUDGET = 1e6
-"""Per device and UTC day; the device refuses to send past it (docs/telemetry.md §4)."""
 
 WindowSource = Callable[[int], npt.NDArray[np.float32]]
 """``n -> (n, samples, 3)`` sensor windows as this device's sensor reports them."""

@@ -239,6 +239,6 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             EngineLease(engine),
             clock=clock,
             on_directions_queued=pump.wake,
-            extra_gates=drift_gates(new_uow) if settings.telemetry_drift_gate else None,
+            extra_gates=drift_gates() if settings.telemetry_drift_gate else None,
         ),
     )

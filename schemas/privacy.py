@@ -44,6 +44,7 @@ import numpy.typing as npt
 from schemas.device import Mechanism
 
 __all__ = [
+    "DEFAULT_DAILY_BUDGET",
     "SECONDS_PER_DAY",
     "BudgetExceeded",
     "Counts",
@@ -66,6 +67,14 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86_400
+
+DEFAULT_DAILY_BUDGET = 1e6
+"""Epsilon per device and UTC day that a device refuses to pass (:func:`charge`).
+
+``device_sim.telemetry.TelemetryRecorder`` enforces it unless given another ``budget``;
+the server's privacy accounting (``GET /api/v1/telemetry/privacy``) shows it. Here so
+both read one constant without the device importing the server (docs/telemetry.md §4).
+"""
 
 Counts = npt.NDArray[np.int64]
 NoiseSampler = Callable[[Counts, float], Counts]

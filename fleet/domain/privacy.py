@@ -7,6 +7,7 @@ debiases with, and a device never imports the server. Formulas: ``docs/telemetry
 from __future__ import annotations
 
 from schemas.privacy import (
+    DEFAULT_DAILY_BUDGET,
     SECONDS_PER_DAY,
     BudgetExceeded,
     Counts,
@@ -29,6 +30,7 @@ from schemas.privacy import (
 )
 
 __all__ = [
+    "DEFAULT_DAILY_BUDGET",
     "SECONDS_PER_DAY",
     "BudgetExceeded",
     "Counts",

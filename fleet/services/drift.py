@@ -49,6 +49,7 @@ __all__ = [
     "WindowDrift",
     "assess_release",
     "drift_gate",
+    "drift_gate_in",
     "judgeable",
     "reference_of",
 ]
@@ -185,9 +186,33 @@ def drift_gate(
     still on the old release) against the same reference, in the same windows.
     """
     with uow:
-        reference = reference or reference_of(uow, new_release)
-        new = uow.telemetry.find(new_release, limit=HISTORY)
-        control = uow.telemetry.find(control_release, limit=HISTORY)
+        return drift_gate_in(
+            uow,
+            new_release,
+            control_release,
+            windows=windows,
+            replicates=replicates,
+            reference=reference,
+        )
+
+
+def drift_gate_in(
+    uow: UnitOfWork,
+    new_release: str,
+    control_release: str,
+    *,
+    windows: int = DEFAULT_WINDOWS,
+    replicates: int = DEFAULT_REPLICATES,
+    reference: ModelReference | None = None,
+) -> GateVerdict:
+    """:func:`drift_gate` inside a unit of work the caller has already entered.
+
+    The rollout engine judges its gates inside the tick's transaction; on SQLite that
+    holds the write lock, so a second unit of work would wait for it until it timed out.
+    """
+    reference = reference or reference_of(uow, new_release)
+    new = uow.telemetry.find(new_release, limit=HISTORY)
+    control = uow.telemetry.find(control_release, limit=HISTORY)
     if reference is None:
         return gate(decide([]), new="new", control="control")
     shared = sorted({r.key.window_start for r in new} & {r.key.window_start for r in control})

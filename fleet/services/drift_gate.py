@@ -4,7 +4,9 @@ A wave of a rollout is held when the devices on the new release drift from the m
 card's reference while the control cohort — devices of the rollout still on the release
 they ran before, in the same windows — does not (``fleet.domain.drift.gate``). A shift
 both show (a season, a site) does not hold it. Gates in ``extra`` are code, not stored
-data: :func:`drift_gates` gives ``tick_rollouts`` one for every wave at each tick.
+data: :func:`drift_gates` gives ``tick_rollouts`` one for every wave at each tick. A gate
+reads telemetry through the tick's own unit of work, which is open while it judges (on
+SQLite it holds the write lock: a second unit of work would wait for it and time out).
 """
 
 from __future__ import annotations
@@ -16,23 +18,21 @@ from dataclasses import dataclass
 from fleet.domain.drift import Verdict
 from fleet.domain.rollout import Rollout
 from fleet.domain.rollout_plan import Gate, GateVerdict, WaveObservations
-from fleet.services.drift import drift_gate
+from fleet.services.drift import drift_gate_in
 from fleet.store import UnitOfWork
 
 __all__ = ["DriftGate", "drift_gates"]
 
-UowFactory = Callable[[], UnitOfWork]
-
 
 @dataclass(frozen=True)
 class DriftGate:
-    new_uow: UowFactory
+    uow: UnitOfWork  # the engine's tick, entered while the gate judges
     new_release: str
     control_release: str
     name: str = "drift"
 
     def judge(self, observations: WaveObservations) -> GateVerdict | None:
-        verdict = drift_gate(self.new_uow(), self.new_release, self.control_release)
+        verdict = drift_gate_in(self.uow, self.new_release, self.control_release)
         if verdict.verdict is Verdict.PASS:
             return None
         holding = [r for r in verdict.reasons if r.code != "shared_shift"]
@@ -40,8 +40,9 @@ class DriftGate:
         return GateVerdict(self.name, detail or "no telemetry for the new release yet")
 
 
-def drift_gates(new_uow: UowFactory) -> Callable[[UnitOfWork, Rollout], tuple[Gate, ...]]:
-    """The extra gates of a rollout: a drift gate against its members' previous release."""
+def drift_gates() -> Callable[[UnitOfWork, Rollout], tuple[Gate, ...]]:
+    """The extra gates of a rollout: a drift gate against its members' previous release,
+    judged inside the tick's unit of work ``uow``."""
 
     def gates(uow: UnitOfWork, rollout: Rollout) -> tuple[Gate, ...]:
         previous = Counter(
@@ -52,6 +53,6 @@ def drift_gates(new_uow: UowFactory) -> Callable[[UnitOfWork, Rollout], tuple[Ga
         if not previous:
             return ()  # nothing to compare with: a first install
         control = previous.most_common(1)[0][0]
-        return (DriftGate(new_uow, rollout.release_digest, control),)
+        return (DriftGate(uow, rollout.release_digest, control),)
 
     return gates

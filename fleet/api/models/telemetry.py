@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from fleet.api.models.common import ResponseModel
 from fleet.domain.aggregation import Release
 from fleet.services.drift import WindowDrift
+from fleet.services.privacy_accounting import PrivacyAccount
 
 __all__ = [
     "AggregateList",
@@ -14,6 +16,7 @@ __all__ = [
     "DriftReport",
     "HistogramPublic",
     "MechanismPublic",
+    "PrivacyAccountPublic",
     "StreamPublic",
     "WindowDriftPublic",
 ]
@@ -119,3 +122,44 @@ class WindowDriftPublic(ResponseModel):
 class DriftReport(ResponseModel):
     release_digest: str
     windows: list[WindowDriftPublic]
+
+
+def _finite(epsilon: float) -> float | None:
+    return None if math.isinf(epsilon) else epsilon
+
+
+class PrivacyAccountPublic(ResponseModel):
+    """Epsilon a device spends on a release's telemetry (basic composition); null epsilon
+    means no local noise (`none`): not locally private, so a device sends nothing."""
+
+    release_digest: str
+    model_sha256: str
+    mechanism: MechanismPublic
+    window_seconds: int
+    histograms: dict[str, int]  # name -> bins, as Thresholds.histogram_sizes()
+    report_epsilon: float | None  # H * epsilon
+    reports_per_day: int  # ceil(86400 / window_seconds)
+    daily_epsilon: float | None  # H * epsilon * reports_per_day
+    daily_budget: float  # the budget devices enforce by default
+    within_budget: bool  # daily_epsilon <= daily_budget: every window is reported
+    reports_within_budget: int  # reports a day the budget lets through
+
+    @classmethod
+    def from_account(cls, account: PrivacyAccount) -> PrivacyAccountPublic:
+        thresholds = account.thresholds
+        mechanism = thresholds.privacy
+        return cls(
+            release_digest=account.release_digest,
+            model_sha256=thresholds.model_sha256,
+            mechanism=MechanismPublic(
+                name=mechanism.name, epsilon=mechanism.epsilon, cap=mechanism.cap
+            ),
+            window_seconds=thresholds.window_seconds,
+            histograms=dict(account.histogram_sizes),
+            report_epsilon=_finite(account.report_epsilon),
+            reports_per_day=account.reports_per_day,
+            daily_epsilon=_finite(account.daily_epsilon),
+            daily_budget=account.daily_budget,
+            within_budget=account.daily_epsilon <= account.daily_budget,
+            reports_within_budget=account.reports_within_budget,
+        )

@@ -12,11 +12,13 @@ from fleet.api.models.telemetry import (
     AggregateList,
     AggregatePublic,
     DriftReport,
+    PrivacyAccountPublic,
     WindowDriftPublic,
 )
 from fleet.api.routes import API_PREFIX
 from fleet.services import queries
 from fleet.services.drift import HISTORY, assess_release
+from fleet.services.privacy_accounting import privacy_account
 
 __all__ = ["router"]
 
@@ -66,3 +68,18 @@ def drift(
     return DriftReport(
         release_digest=release, windows=[WindowDriftPublic.from_drift(w) for w in windows]
     )
+
+
+@router.get("/privacy", responses=problem_responses(401, 404, 422))
+def privacy(
+    context: ContextDep,
+    _: ViewerDep,
+    release: Annotated[Digest, Query(description="the release's digest")],
+) -> PrivacyAccountPublic:
+    """Privacy accounting of a release's telemetry, from the thresholds component it
+    ships: epsilon per report (histograms x epsilon), reports per day
+    (ceil(86400 / window_seconds)), epsilon per device per day by basic composition, and
+    the daily budget devices enforce by default. Computed, not measured: no telemetry
+    row names a device. 404 for an unknown release or one without thresholds."""
+    account = privacy_account(context.new_uow(), context.blobs, release)
+    return PrivacyAccountPublic.from_account(account)

@@ -1,0 +1,90 @@
+"""What telemetry costs a device in privacy, from the thresholds component a release ships.
+
+Nothing here reads telemetry: a device's spend follows from its mechanism alone, and
+the server stores no device identifier with telemetry, so it accounts for the release,
+not for a device. Basic composition (``schemas.privacy``, docs/telemetry.md §4): a report
+of ``H`` histograms costs ``H * epsilon``; a device reporting every window of ``T``
+seconds sends ``ceil(86400 / T)`` reports a UTC day. The budget shown is the one devices
+enforce by default (``schemas.privacy.DEFAULT_DAILY_BUDGET``, the default ``budget`` of
+``device_sim.telemetry.TelemetryRecorder``); a device configured with another budget
+enforces its own, which the server cannot know.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fleet.domain.privacy import (
+    DEFAULT_DAILY_BUDGET,
+    SECONDS_PER_DAY,
+    daily_epsilon,
+    report_epsilon,
+)
+from fleet.services.errors import NotFoundError
+from fleet.store import BlobStore, UnitOfWork
+from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, decode_payload
+from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
+
+__all__ = ["PrivacyAccount", "privacy_account", "reports_within_budget"]
+
+
+@dataclass(frozen=True)
+class PrivacyAccount:
+    release_digest: str
+    thresholds: Thresholds
+    histogram_sizes: dict[str, int]
+    report_epsilon: float  # inf without local noise
+    reports_per_day: int
+    daily_epsilon: float  # inf without local noise
+    daily_budget: float
+    reports_within_budget: int
+
+
+def reports_within_budget(epsilon: float, reports_per_day: int, budget: float) -> int:
+    """How many of a day's reports ``charge`` lets through before refusing: at most
+    ``budget / epsilon``, at most one per window; none without local noise."""
+    if math.isinf(epsilon):
+        return 0
+    n = min(reports_per_day, math.floor(budget / epsilon))
+    while n > 0 and math.fsum([epsilon] * n) > budget:
+        n -= 1
+    while n < reports_per_day and math.fsum([epsilon] * (n + 1)) <= budget:
+        n += 1
+    return n
+
+
+def privacy_account(
+    uow: UnitOfWork, blobs: BlobStore, release_digest: str, *, budget: float = DEFAULT_DAILY_BUDGET
+) -> PrivacyAccount:
+    """The release's per-report and per-day epsilon; NotFoundError for an unknown release
+    or one without a (readable) thresholds component."""
+    with uow:
+        release = uow.releases.get(release_digest)
+    if release is None:
+        raise NotFoundError(f"release {release_digest} is not registered")
+    manifest = decode_payload(Envelope.from_bytes(release.envelope_json.encode()), ReleaseManifest)
+    component = manifest.component(ComponentKind.THRESHOLDS)
+    if component is None or not blobs.exists(component.sha256):
+        raise NotFoundError(f"release {release_digest} ships no thresholds component")
+    data = b"".join(blobs.open_range(component.sha256, 0, THRESHOLDS_CAP + 1))
+    try:
+        thresholds = parse_component(data, Thresholds)
+    except DocumentError as exc:
+        raise NotFoundError(
+            f"release {release_digest} ships no readable thresholds component: {exc}"
+        ) from exc
+    sizes = thresholds.histogram_sizes()
+    mechanism, window = thresholds.privacy, thresholds.window_seconds
+    per_report = report_epsilon(mechanism, len(sizes))
+    per_day = -(-SECONDS_PER_DAY // window)
+    return PrivacyAccount(
+        release_digest=release_digest,
+        thresholds=thresholds,
+        histogram_sizes=sizes,
+        report_epsilon=per_report,
+        reports_per_day=per_day,
+        daily_epsilon=daily_epsilon(mechanism, len(sizes), window),
+        daily_budget=budget,
+        reports_within_budget=reports_within_budget(per_report, per_day, budget),
+    )
