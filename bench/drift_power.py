@@ -20,7 +20,7 @@ pool's windows independent, that is ``CAP`` fresh draws. The cohort's aggregate 
 sum of the capped histograms plus the sum of ``DEVICES`` local discrete Laplace draws
 (drawn at once as a difference of negative binomials, the same distribution as adding
 each device's noise) plus central noise: the simulation sampler of
-``fleet.domain.privacy``, never OpenDP, so that the run is seeded.
+``schemas.privacy``, never OpenDP, so that the run is seeded.
 
 Rule under test (``fleet.domain.drift``): the statistic summed over the last ``W = 3``
 windows, Monte-Carlo p-values, an alert when Benjamini-Hochberg at 0.001 rejects any of
@@ -47,8 +47,8 @@ from fleet.domain.drift import (
     decide,
 )
 from fleet.domain.drift_size import psi, released_proportions, smoothed
-from fleet.domain.privacy import discrete_laplace_sums
 from fleet.toolkit.sensors import FieldConditions, Split, Task, generate, random_sensor, split
+from schemas.privacy import discrete_laplace_sums
 
 SEED = 20261123
 DEVICES = 500

@@ -4,7 +4,7 @@ Pure: no IO, randomness injected. Every formula is in ``docs/telemetry.md``.
 
 It lives with the wire contract because it *is* the meaning of a report's ``mechanism``
 field: a device (``device_sim``, which never imports the server) noises with it, and the
-server (``fleet.domain``, re-exported as ``fleet.domain.privacy``) debiases and computes
+server (``fleet.domain``) debiases and computes
 variances with the same functions. ``schemas/__init__`` does not import it, so the signer
 never loads NumPy or OpenDP.
 

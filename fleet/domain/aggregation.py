@@ -33,14 +33,14 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from fleet.domain.privacy import (
+from schemas.device import Mechanism
+from schemas.privacy import (
     NoiseSampler,
     discrete_laplace_variance,
     noise_scale,
     opendp_discrete_laplace,
     sensitivity,
 )
-from schemas.device import Mechanism
 
 __all__ = [
     "DEFAULT_CENTRAL_EPSILON",

@@ -37,7 +37,7 @@ from fleet.domain.drift_size import (
     released_proportions,
     smoothed,
 )
-from fleet.domain.privacy import discrete_laplace_sums, discrete_laplace_variance
+from schemas.privacy import discrete_laplace_sums, discrete_laplace_variance
 
 __all__ = [
     "DEFAULT_ALERT_ALPHA",

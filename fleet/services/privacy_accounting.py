@@ -15,16 +15,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fleet.domain.privacy import (
+from fleet.services.errors import NotFoundError
+from fleet.store import BlobStore, UnitOfWork
+from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, decode_payload
+from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
+from schemas.privacy import (
     DEFAULT_DAILY_BUDGET,
     SECONDS_PER_DAY,
     daily_epsilon,
     report_epsilon,
 )
-from fleet.services.errors import NotFoundError
-from fleet.store import BlobStore, UnitOfWork
-from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, decode_payload
-from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
 
 __all__ = ["PrivacyAccount", "privacy_account", "reports_within_budget"]
 

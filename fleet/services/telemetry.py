@@ -38,13 +38,13 @@ from fleet.domain.aggregation import (
     release,
 )
 from fleet.domain.drift import AlertState
-from fleet.domain.privacy import NoiseSampler, opendp_discrete_laplace
 from fleet.services.device_auth import DeviceMessageRefused, verify_device_message
 from fleet.services.drift import assess_release
 from fleet.services.status import IncomingMessage
 from fleet.store import UnitOfWork
 from schemas import DocumentError, PublicKey
 from schemas.device import TelemetryReport
+from schemas.privacy import NoiseSampler, opendp_discrete_laplace
 
 __all__ = ["ClosedWindows", "TelemetryIngest", "TelemetryOutcome", "TelemetryPolicy"]
 

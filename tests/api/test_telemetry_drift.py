@@ -17,13 +17,13 @@ from fleet.api.models.telemetry import DriftReport, WindowDriftPublic
 from fleet.domain.aggregation import AggregateKey, OpenAggregate, release
 from fleet.domain.drift import Verdict
 from fleet.domain.model_card import ModelReference, ReferenceHistogram
-from fleet.domain.privacy import privatise, simulated_discrete_laplace
 from fleet.domain.records import Role
 from fleet.drift_cli import drift_table
 from fleet.services.drift import assess_release, drift_gate
 from fleet.store import SqlUnitOfWork
 from fleet.store.db import make_session_factory
 from schemas.device import Mechanism
+from schemas.privacy import privatise, simulated_discrete_laplace
 from tests.api.support import API, Fleet
 
 MECHANISM = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)

@@ -16,8 +16,8 @@ from fleet.domain.aggregation import (
     TooFewReporters,
     release,
 )
-from fleet.domain.privacy import opendp_discrete_laplace, privatise, simulated_discrete_laplace
 from schemas.device import Mechanism
+from schemas.privacy import opendp_discrete_laplace, privatise, simulated_discrete_laplace
 
 KEY = AggregateKey("a" * 64, "vib-1", datetime(2026, 11, 23, 10, tzinfo=UTC), "canary")
 MECHANISM = Mechanism(name="discrete_laplace", epsilon=4.0, cap=4)

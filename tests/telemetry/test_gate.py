@@ -16,7 +16,7 @@ from fleet.domain.drift import (
     decide,
     gate,
 )
-from fleet.domain.privacy import discrete_laplace_sums
+from schemas.privacy import discrete_laplace_sums
 
 BINS = 14
 REFERENCE_P = np.r_[0.01, np.full(12, 0.98 / 12), 0.01]

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.domain.privacy import (
+from schemas.device import Mechanism
+from schemas.privacy import (
     BudgetExceeded,
     NothingToReport,
     Spend,
@@ -29,7 +30,6 @@ from fleet.domain.privacy import (
     sensitivity,
     simulated_discrete_laplace,
 )
-from schemas.device import Mechanism
 
 histograms = st.lists(st.integers(0, 50), min_size=2, max_size=16).filter(lambda h: sum(h) > 0)
 caps = st.integers(1, 120)
@@ -167,7 +167,7 @@ def test_the_budget_starts_again_the_next_utc_day() -> None:
 
 def test_the_domain_imports_neither_opendp_nor_io_nor_the_toolkit() -> None:
     code = (
-        "import sys, fleet.domain.privacy, fleet.domain.aggregation, fleet.domain.drift\n"
+        "import sys, schemas.privacy, fleet.domain.aggregation, fleet.domain.drift\n"
         "bad = ('opendp', 'fleet.toolkit', 'fleet.store', 'fleet.services', 'sqlmodel',"
         " 'fastapi', 'paho', 'aiocoap', 'httpx', 'tensorflow')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in bad or m.startswith(bad)))"
