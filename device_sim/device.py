@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from device_sim.errors import ArtifactUnavailable, DownloadFailed, PowerLoss
@@ -128,7 +128,11 @@ class Device:
         rng: random.Random,
         faults: Faults | None = None,
         retry_delays: tuple[float, ...] = DOWNLOAD_RETRY_DELAYS,
+        on_boot: Callable[[], None] | None = None,
     ) -> None:
+        # Told of every boot, power-on or into a new slot: telemetry's reboot counter
+        # (``TelemetryRecorder.note_boot``), an indicator, so a boot told twice is harmless.
+        self._on_boot = on_boot or (lambda: None)
         self._retry_delays = retry_delays
         self._key = key
         self._store = store
@@ -150,6 +154,7 @@ class Device:
 
     async def start(self) -> None:
         """Power-on: undo an unconfirmed trial boot, resume a pending update, or report."""
+        self._on_boot()
         if self._state.trial:
             pending = self._state.pending
             digest = pending.release_digest if pending else self._state.running_digest
@@ -302,6 +307,7 @@ class Device:
     ) -> None:
         changes = {"active_slot": target, "trial": True}
         await self._report(DeviceState.REBOOTING, pending=pending, changes=changes)
+        self._on_boot()
         # A bad release: a rollback returns to an image that booted here before.
         installing = decode_payload(pending.director, DirectorManifest).action is Action.INSTALL
         share = self._faults.fail_boot_share if installing else 0.0

@@ -4,7 +4,8 @@ A window is ``(samples, 3)`` floats as the sensor reports them. :class:`OnDevice
 undoes the sensor's gain and offset with the device's calibration, summarises the window,
 quantises it with the input tensor's scale and zero point, invokes the model, dequantises
 the output and applies the thresholds component's decision rule. Each result carries the
-histogram bin of everything the device reports in its telemetry.
+histogram bin of everything the device reports in its telemetry, the invoke's latency
+(in microseconds, over the thresholds' ``latency`` edges) included.
 
 Two backends run the same bytes:
 
@@ -38,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.components import (
+    LATENCY_HISTOGRAM,
     PREDICTED_HISTOGRAM,
     AnomalyDecision,
     ClassifierDecision,
@@ -329,7 +331,7 @@ class OnDeviceModel:
                 score=score,
                 output=raw,
                 summaries=summaries,
-                bins=self._bins(summaries, index, score),
+                bins=self._bins(summaries, index, score, latency),
                 latency_s=latency,
             )
         index, confidence = int(np.argmax(output)), float(np.max(output))
@@ -340,16 +342,21 @@ class OnDeviceModel:
             score=None,
             output=raw,
             summaries=summaries,
-            bins=self._bins(summaries, index, confidence),
+            bins=self._bins(summaries, index, confidence, latency),
             latency_s=latency,
         )
 
     def _bins(
-        self, summaries: dict[InputSummary, float], index: int, statistic: float
+        self,
+        summaries: dict[InputSummary, float],
+        index: int,
+        statistic: float,
+        latency_s: float,
     ) -> dict[str, int]:
         thresholds = self.thresholds
         inputs = thresholds.inputs
         bins = {str(name): histogram_bin(b, summaries[name]) for name, b in inputs.items()}
         bins[thresholds.output_histogram] = histogram_bin(thresholds.output, statistic)
         bins[PREDICTED_HISTOGRAM] = index
+        bins[LATENCY_HISTOGRAM] = histogram_bin(thresholds.latency, latency_s * 1e6)
         return bins

@@ -12,8 +12,10 @@ The server stores both as opaque artifacts; a device reads them strictly, with
 Histogram rule, the same for every histogram: with edges ``e_0 < … < e_K`` a value ``v``
 counts in bin ``#{i : e_i <= v}``, so a histogram has ``K + 2`` bins: underflow, the
 ``K`` bins ``[e_{i-1}, e_i)`` and overflow. A device's telemetry names its histograms
-after the input summaries, ``confidence`` or ``score`` (the output), and ``predicted``
-(one bin per label): :meth:`Thresholds.histogram_sizes`.
+after the input summaries, ``confidence`` or ``score`` (the output), ``predicted`` (one
+bin per label) and ``latency_us`` (the interpreter's invoke, in microseconds):
+:meth:`Thresholds.histogram_sizes`. Latency is an operational metric, not a drift
+feature: model-card references never hold it, so drift never tests it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from schemas.canonical import strict_loads
 from schemas.common import Digest, Name, WireModel
-from schemas.device import Mechanism
+from schemas.device import DEFAULT_DAILY_BUDGET, MAX_DAILY_BUDGET, Mechanism
 from schemas.errors import DocumentError
 
 __all__ = [
     "CALIBRATION_CAP",
+    "DEFAULT_LATENCY_BINS",
+    "LATENCY_HISTOGRAM",
     "PREDICTED_HISTOGRAM",
     "THRESHOLDS_CAP",
     "AnomalyDecision",
@@ -42,6 +46,7 @@ __all__ = [
 ]
 
 PREDICTED_HISTOGRAM = "predicted"
+LATENCY_HISTOGRAM = "latency_us"
 THRESHOLDS_CAP = 16 * 1024  # python-tuf's cap for small metadata
 CALIBRATION_CAP = 1024 * 1024  # what a director manifest may declare for a calibration
 
@@ -65,6 +70,16 @@ class HistogramBins(WireModel):
     def bin_count(self) -> int:
         """Bins including underflow and overflow."""
         return len(self.edges) + 1
+
+
+# Invoke time in microseconds on a 1-2-5 log ladder: each bin is 2-2.5x the one below,
+# so a kernel or clock regression that doubles latency moves a whole bin at any speed.
+# 50 us is a small fully connected model on a Cortex-M7 (or the host); 100 ms is as slow
+# as a sensor-rate device can afford. Under- and overflow hold the rest.
+DEFAULT_LATENCY_BINS = HistogramBins(
+    edges=(50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000),
+    scale="log",
+)
 
 
 class InputSummary(StrEnum):
@@ -104,6 +119,16 @@ class Thresholds(WireModel):
     output: HistogramBins = Field(description="top-1 confidence, or the anomaly score")
     privacy: Mechanism
     window_seconds: int = Field(ge=1, le=7 * 86_400, description="telemetry window length")
+    latency: HistogramBins = Field(
+        default=DEFAULT_LATENCY_BINS, description="bin edges of the invoke time, microseconds"
+    )
+    daily_budget: float = Field(
+        default=DEFAULT_DAILY_BUDGET,
+        gt=0.0,
+        le=MAX_DAILY_BUDGET,
+        allow_inf_nan=False,
+        description="epsilon per device per UTC day the device refuses to pass",
+    )
 
     @model_validator(mode="after")
     def _labels_fit_decision(self) -> Self:
@@ -122,6 +147,7 @@ class Thresholds(WireModel):
         sizes = {str(name): bins.bin_count for name, bins in self.inputs.items()}
         sizes[self.output_histogram] = self.output.bin_count
         sizes[PREDICTED_HISTOGRAM] = len(self.labels)
+        sizes[LATENCY_HISTOGRAM] = self.latency.bin_count
         return sizes
 
 

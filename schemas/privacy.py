@@ -14,9 +14,18 @@ Two inputs are neighbours when they are *any* two sets of windows of the same de
 and the reporter count is released. A device normalises each histogram to exactly
 ``cap`` counts (:func:`cap_histogram`), so any two capped histograms differ by at most
 ``2 * cap`` in L1: the sensitivity. Discrete Laplace noise of scale ``2 * cap / epsilon``
-on every bin then makes one histogram ``epsilon``-DP; a report of ``H`` histograms costs
-``H * epsilon`` by basic composition, and so does every report a device sends in a day,
-up to the budget the device enforces (:func:`charge`).
+on every bin then makes one histogram ``epsilon``-DP.
+
+Counters (``COUNTERS``: inference errors, reboots) travel as one more vector: a device
+clips each to an indicator (0 or 1, "at least one in this window"), so two windows'
+vectors differ by at most ``len(COUNTERS)`` in L1, and discrete Laplace noise of scale
+``len(COUNTERS) / epsilon`` on each makes the vector ``epsilon``-DP
+(:func:`privatise_counters`). A report of ``H`` histograms and the counters costs
+``(H + 1) * epsilon`` by basic composition, and so does every report a device sends in a
+day, up to the budget the device enforces (:func:`charge`): ``Thresholds.daily_budget``,
+by default ``DEFAULT_DAILY_BUDGET`` = 768 — one report an hour of up to 8 vectors at
+epsilon 4 (``8 * 4 * 24``); it binds for anything more frequent, at a higher epsilon or
+with more histograms (60 s windows stop after 24 reports a day).
 
 The noise a device adds comes from OpenDP (:func:`opendp_discrete_laplace`), whose
 sampler is exact on integers. :func:`simulated_discrete_laplace` draws the *same*
@@ -34,16 +43,20 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from schemas.device import Mechanism
+# COUNTERS and DEFAULT_DAILY_BUDGET (768.0; its docstring gives the reasoning) are
+# defined without NumPy in schemas.device, because the report and the thresholds component
+# (which the signer parses) use them; the device and the server read them from here.
+from schemas.device import COUNTERS, DEFAULT_DAILY_BUDGET, Mechanism
 
 __all__ = [
+    "COUNTERS",
     "DEFAULT_DAILY_BUDGET",
     "SECONDS_PER_DAY",
     "BudgetExceeded",
@@ -54,6 +67,8 @@ __all__ = [
     "Spend",
     "cap_histogram",
     "charge",
+    "counter_scale",
+    "counter_sensitivity",
     "daily_epsilon",
     "discrete_laplace_sums",
     "discrete_laplace_variance",
@@ -61,20 +76,14 @@ __all__ = [
     "noise_scale",
     "opendp_discrete_laplace",
     "privatise",
+    "privatise_counters",
     "report_epsilon",
     "sensitivity",
     "simulated_discrete_laplace",
+    "vectors_per_report",
 ]
 
 SECONDS_PER_DAY = 86_400
-
-DEFAULT_DAILY_BUDGET = 1e6
-"""Epsilon per device and UTC day that a device refuses to pass (:func:`charge`).
-
-``device_sim.telemetry.TelemetryRecorder`` enforces it unless given another ``budget``;
-the server's privacy accounting (``GET /api/v1/telemetry/privacy``) shows it. Here so
-both read one constant without the device importing the server (docs/telemetry.md §4).
-"""
 
 Counts = npt.NDArray[np.int64]
 NoiseSampler = Callable[[Counts, float], Counts]
@@ -143,6 +152,20 @@ def cap_histogram(counts: npt.ArrayLike, cap: int, rng: np.random.Generator) -> 
     return rng.multinomial(cap, raw / total).astype(np.int64)
 
 
+def counter_sensitivity() -> int:
+    """L1 distance between two windows' counter vectors: each counter is an indicator."""
+    return len(COUNTERS)
+
+
+def counter_scale(mechanism: Mechanism, counters: int = len(COUNTERS)) -> float:
+    """Discrete Laplace scale on each counter, ``n / epsilon`` for ``n`` indicators; 0 for
+    ``none``. The server's variance per counter and reporter is
+    ``discrete_laplace_variance(counter_scale(mechanism))``."""
+    if mechanism.name == "none":
+        return 0.0
+    return counters / mechanism.epsilon
+
+
 def opendp_discrete_laplace(counts: Counts, scale: float) -> Counts:
     """OpenDP's discrete Laplace on every bin (its own CSPRNG): what a device runs."""
     noised = _opendp_laplace(scale)([int(c) for c in counts])
@@ -205,20 +228,50 @@ def privatise(
     return capped if scale == 0 else noise(capped, scale)
 
 
-def report_epsilon(mechanism: Mechanism, histograms: int) -> float:
-    """One report of ``histograms`` noised histograms: basic composition.
+def privatise_counters(
+    values: Mapping[str, int],
+    mechanism: Mechanism,
+    noise: NoiseSampler = opendp_discrete_laplace,
+) -> dict[str, int]:
+    """Every name of ``COUNTERS``: its window count clipped to 0 or 1, plus noise.
+
+    A name missing from ``values`` counts 0; an unknown name or a negative count is a
+    PrivacyError (the vector's sensitivity holds only for these names, clipped).
+    """
+    unknown = sorted(set(values) - set(COUNTERS))
+    if unknown:
+        raise PrivacyError(f"unknown counters {unknown}; counters are {list(COUNTERS)}")
+    negative = sorted(name for name, value in values.items() if value < 0)
+    if negative:
+        raise PrivacyError(f"counters cannot be negative: {negative}")
+    indicators = np.asarray([min(values.get(name, 0), 1) for name in COUNTERS], dtype=np.int64)
+    scale = counter_scale(mechanism)
+    noised = indicators if scale == 0 else noise(indicators, scale)
+    return {name: int(value) for name, value in zip(COUNTERS, noised, strict=True)}
+
+
+def vectors_per_report(histograms: int, *, counters: bool = True) -> int:
+    """The noised vectors one report holds: its histograms, and the counters vector."""
+    return histograms + int(counters)
+
+
+def report_epsilon(mechanism: Mechanism, histograms: int, *, counters: bool = True) -> float:
+    """One report of ``histograms`` noised histograms and (by default) the counters
+    vector, each ``epsilon``-DP: ``(H + 1) * epsilon`` by basic composition.
 
     Without local noise (``none``) a report is not locally private: infinite epsilon.
     """
     if mechanism.name == "none":
         return math.inf
-    return mechanism.epsilon * histograms
+    return mechanism.epsilon * vectors_per_report(histograms, counters=counters)
 
 
-def daily_epsilon(mechanism: Mechanism, histograms: int, window_seconds: int) -> float:
-    """What a device spends in a day reporting every window: ``H * eps * ceil(day / T)``."""
+def daily_epsilon(
+    mechanism: Mechanism, histograms: int, window_seconds: int, *, counters: bool = True
+) -> float:
+    """What a device spends in a day reporting every window: ``(H + 1) eps ceil(day / T)``."""
     windows = -(-SECONDS_PER_DAY // window_seconds)
-    return report_epsilon(mechanism, histograms) * windows
+    return report_epsilon(mechanism, histograms, counters=counters) * windows
 
 
 @dataclass(frozen=True, slots=True)

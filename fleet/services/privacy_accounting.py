@@ -3,11 +3,10 @@
 Nothing here reads telemetry: a device's spend follows from its mechanism alone, and
 the server stores no device identifier with telemetry, so it accounts for the release,
 not for a device. Basic composition (``schemas.privacy``, docs/telemetry.md §4): a report
-of ``H`` histograms costs ``H * epsilon``; a device reporting every window of ``T``
-seconds sends ``ceil(86400 / T)`` reports a UTC day. The budget shown is the one devices
-enforce by default (``schemas.privacy.DEFAULT_DAILY_BUDGET``, the default ``budget`` of
-``device_sim.telemetry.TelemetryRecorder``); a device configured with another budget
-enforces its own, which the server cannot know.
+of ``H`` histograms and the counters vector costs ``(H + 1) * epsilon``; a device
+reporting every window of ``T`` seconds sends ``ceil(86400 / T)`` reports a UTC day. The
+budget shown is the one the release's thresholds component sets (``daily_budget``), which
+devices enforce (``device_sim.telemetry.TelemetryRecorder``).
 """
 
 from __future__ import annotations
@@ -19,12 +18,7 @@ from fleet.services.errors import NotFoundError
 from fleet.store import BlobStore, UnitOfWork
 from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, decode_payload
 from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
-from schemas.privacy import (
-    DEFAULT_DAILY_BUDGET,
-    SECONDS_PER_DAY,
-    daily_epsilon,
-    report_epsilon,
-)
+from schemas.privacy import SECONDS_PER_DAY, daily_epsilon, report_epsilon
 
 __all__ = ["PrivacyAccount", "privacy_account", "reports_within_budget"]
 
@@ -34,7 +28,7 @@ class PrivacyAccount:
     release_digest: str
     thresholds: Thresholds
     histogram_sizes: dict[str, int]
-    report_epsilon: float  # inf without local noise
+    report_epsilon: float  # (H + 1) * epsilon: histograms and counters; inf without noise
     reports_per_day: int
     daily_epsilon: float  # inf without local noise
     daily_budget: float
@@ -54,9 +48,7 @@ def reports_within_budget(epsilon: float, reports_per_day: int, budget: float) -
     return n
 
 
-def privacy_account(
-    uow: UnitOfWork, blobs: BlobStore, release_digest: str, *, budget: float = DEFAULT_DAILY_BUDGET
-) -> PrivacyAccount:
+def privacy_account(uow: UnitOfWork, blobs: BlobStore, release_digest: str) -> PrivacyAccount:
     """The release's per-report and per-day epsilon; NotFoundError for an unknown release
     or one without a (readable) thresholds component."""
     with uow:
@@ -85,6 +77,6 @@ def privacy_account(
         report_epsilon=per_report,
         reports_per_day=per_day,
         daily_epsilon=daily_epsilon(mechanism, len(sizes), window),
-        daily_budget=budget,
-        reports_within_budget=reports_within_budget(per_report, per_day, budget),
+        daily_budget=thresholds.daily_budget,
+        reports_within_budget=reports_within_budget(per_report, per_day, thresholds.daily_budget),
     )

@@ -12,6 +12,7 @@ import hashlib
 from fleet.toolkit.sensors import Task
 from schemas.canonical import model_bytes
 from schemas.components import (
+    DEFAULT_LATENCY_BINS,
     AnomalyDecision,
     ClassifierDecision,
     HistogramBins,
@@ -19,7 +20,7 @@ from schemas.components import (
     Thresholds,
     parse_component,
 )
-from schemas.device import Mechanism
+from schemas.device import DEFAULT_DAILY_BUDGET, Mechanism
 
 __all__ = [
     "DEFAULT_PRIVACY",
@@ -45,8 +46,15 @@ def make_thresholds(
     output: HistogramBins,
     privacy: Mechanism = DEFAULT_PRIVACY,
     window_seconds: int = DEFAULT_WINDOW_SECONDS,
+    latency: HistogramBins = DEFAULT_LATENCY_BINS,
+    daily_budget: float = DEFAULT_DAILY_BUDGET,
 ) -> Thresholds:
-    """``decision`` is the min confidence (gesture) or the anomaly score threshold."""
+    """``decision`` is the min confidence (gesture) or the anomaly score threshold.
+
+    ``latency`` edges are fixed rather than chosen from the host's invoke times: the
+    host is not the device, and latency is not a drift feature (the reference never
+    holds it). ``daily_budget`` is the epsilon a day devices enforce (docs/telemetry.md §4).
+    """
     rule = (
         AnomalyDecision(max_score=decision)
         if task is Task.VIBRATION
@@ -60,6 +68,8 @@ def make_thresholds(
         output=output,
         privacy=privacy,
         window_seconds=window_seconds,
+        latency=latency,
+        daily_budget=daily_budget,
     )
 
 

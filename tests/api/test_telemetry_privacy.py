@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Any
 
 from fleet.domain.records import Role
 from fleet.services.privacy_accounting import reports_within_budget
@@ -58,27 +59,49 @@ async def test_epsilon_per_report_per_day_and_the_budget(fleet: Fleet) -> None:
     thresholds = Thresholds.model_validate_json(packaged_thresholds()).model_copy(
         update={"privacy": MECHANISM, "window_seconds": WINDOW_SECONDS}
     )
-    digest, model_sha256 = await release_with(fleet, thresholds, "1.0.0")
+    body, digest, model_sha256 = await account_of(fleet, thresholds, "1.0.0")
+
+    sizes = thresholds.histogram_sizes()
+    h = len(sizes)
+    assert h == 7  # 4 input summaries, confidence, predicted, latency_us
+    assert body["histograms"] == sizes
+    assert body["mechanism"] == {"name": "discrete_laplace", "epsilon": 4.0, "cap": 1}
+    assert body["window_seconds"] == WINDOW_SECONDS
+    assert body["report_epsilon"] == report_epsilon(MECHANISM, h) == 4.0 * (h + 1) == 32.0
+    assert body["reports_per_day"] == math.ceil(86_400 / WINDOW_SECONDS) == 1235
+    assert body["daily_epsilon"] == daily_epsilon(MECHANISM, h, WINDOW_SECONDS) == 32.0 * 1235
+    assert body["daily_budget"] == thresholds.daily_budget == DEFAULT_DAILY_BUDGET == 768.0
+    assert body["within_budget"] is False
+    assert body["reports_within_budget"] == 24
+    assert body["model_sha256"] == model_sha256
+    assert body["release_digest"] == digest
+
+
+async def test_the_budget_shown_is_the_one_the_thresholds_set(fleet: Fleet) -> None:
+    thresholds = Thresholds.model_validate_json(packaged_thresholds()).model_copy(
+        update={"privacy": MECHANISM, "window_seconds": 3600, "daily_budget": 32.0 * 24}
+    )
+    body, _, _ = await account_of(fleet, thresholds, "1.0.0")
+    assert body["daily_budget"] == 768.0
+    assert body["within_budget"] is True
+    assert body["reports_within_budget"] == body["reports_per_day"] == 24
+    tighter = thresholds.model_copy(update={"daily_budget": 100.0})
+    body, _, _ = await account_of(fleet, tighter, "1.0.1")
+    assert body["daily_budget"] == 100.0
+    assert body["reports_within_budget"] == 3  # floor(100 / 32)
+
+
+async def account_of(
+    fleet: Fleet, thresholds: Thresholds, version: str
+) -> tuple[dict[str, Any], str, str]:
+    """The privacy endpoint's body for a new release shipping ``thresholds``."""
+    digest, model_sha256 = await release_with(fleet, thresholds, version)
     response = await fleet.client.get(
         f"{API}/telemetry/privacy", params={"release": digest}, headers=fleet.auth(Role.VIEWER)
     )
     assert response.status_code == 200, response.text
-    body = response.json()
-
-    sizes = thresholds.histogram_sizes()
-    h = len(sizes)
-    assert h == 6
-    assert body["histograms"] == sizes
-    assert body["mechanism"] == {"name": "discrete_laplace", "epsilon": 4.0, "cap": 1}
-    assert body["window_seconds"] == WINDOW_SECONDS
-    assert body["report_epsilon"] == report_epsilon(MECHANISM, h) == 24.0
-    assert body["reports_per_day"] == math.ceil(86_400 / WINDOW_SECONDS) == 1235
-    assert body["daily_epsilon"] == daily_epsilon(MECHANISM, h, WINDOW_SECONDS) == 24.0 * 1235
-    assert body["daily_budget"] == DEFAULT_DAILY_BUDGET
-    assert body["within_budget"] is True
-    assert body["reports_within_budget"] == 1235
-    assert body["model_sha256"] == model_sha256
-    assert body["release_digest"] == digest
+    body: dict[str, Any] = response.json()
+    return body, digest, model_sha256
 
 
 def test_reports_within_budget_agrees_with_the_device_ledger() -> None:

@@ -92,6 +92,26 @@ async def test_an_update_walks_the_whole_lifecycle(bench: Bench) -> None:
     assert bench.store.load().counter == 10
 
 
+async def test_the_boot_hook_hears_a_power_on_and_a_reboot_into_a_release(
+    bench: Bench,
+) -> None:
+    boots: list[str] = []
+    device = Device(
+        key=SigningKey.generate(),
+        store=bench.store,
+        flash=Flash(bench.directory),
+        fetcher=bench.fetcher,
+        sink=bench.sink,
+        clock=lambda: START,
+        rng=random.Random(0),
+        on_boot=lambda: boots.append(device.state.active_slot),
+    )
+    await device.start()
+    assert boots == ["a"]
+    await device.on_desired(bench.director.delivery("dev-1", _offer(bench, "2.0.0")))
+    assert boots == ["a", "b"]
+
+
 async def test_a_release_already_running_is_confirmed_without_downloading(bench: Bench) -> None:
     release = _offer(bench, "2.0.0")
     device = bench.device()

@@ -196,7 +196,7 @@ def _telemetry(release_digest: str) -> TelemetryReport:
         model_version="kws-3",
         mechanism=Mechanism(name="discrete_laplace", epsilon=1.0, cap=8),
         histograms={"score": (3, 0, -1, 5)},
-        counters={"inferences": 1200},
+        counters={"inference_errors": 0, "reboots": 1},
     )
 
 

@@ -105,7 +105,7 @@ def test_refuses_a_wave_beyond_the_exact_double_range(example: Example) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"histograms": {"score": (2**53,)}}, {"counters": {"inferences": -(2**53)}}],
+    [{"histograms": {"score": (2**53,)}}, {"counters": {"reboots": -(2**53)}}],
 )
 def test_refuses_telemetry_integers_beyond_the_exact_double_range(
     change: dict[str, Any],

@@ -14,11 +14,16 @@ from hypothesis import strategies as st
 
 from schemas.device import Mechanism
 from schemas.privacy import (
+    COUNTERS,
+    DEFAULT_DAILY_BUDGET,
     BudgetExceeded,
     NothingToReport,
+    PrivacyError,
     Spend,
     cap_histogram,
     charge,
+    counter_scale,
+    counter_sensitivity,
     daily_epsilon,
     discrete_laplace_sums,
     discrete_laplace_variance,
@@ -26,9 +31,11 @@ from schemas.privacy import (
     noise_scale,
     opendp_discrete_laplace,
     privatise,
+    privatise_counters,
     report_epsilon,
     sensitivity,
     simulated_discrete_laplace,
+    vectors_per_report,
 )
 
 histograms = st.lists(st.integers(0, 50), min_size=2, max_size=16).filter(lambda h: sum(h) > 0)
@@ -123,12 +130,75 @@ def test_privatise_caps_then_noises_and_none_only_caps() -> None:
     assert on_device.shape == (3,) and on_device.dtype == np.int64
 
 
-def test_a_report_costs_epsilon_per_histogram_and_a_day_every_window() -> None:
+def test_a_report_costs_epsilon_per_histogram_and_one_for_the_counters() -> None:
     mechanism = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
-    assert report_epsilon(mechanism, 6) == 24.0
-    assert daily_epsilon(mechanism, 6, 3600) == 24.0 * 24
-    assert daily_epsilon(mechanism, 1, 7 * 3600) == 4.0 * 4  # ceil(24 / 7) windows
+    assert vectors_per_report(6) == 7
+    assert report_epsilon(mechanism, 6) == 28.0
+    assert report_epsilon(mechanism, 6, counters=False) == 24.0
+    assert daily_epsilon(mechanism, 6, 3600) == 28.0 * 24
+    assert daily_epsilon(mechanism, 1, 7 * 3600) == 8.0 * 4  # ceil(24 / 7) windows
     assert report_epsilon(Mechanism(name="none", epsilon=1.0, cap=1), 1) == math.inf
+
+
+def test_the_default_budget_lets_an_hourly_report_of_eight_vectors_at_epsilon_4_through() -> None:
+    mechanism = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
+    assert daily_epsilon(mechanism, 7, 3600) == DEFAULT_DAILY_BUDGET == 768.0
+    assert DEFAULT_DAILY_BUDGET // report_epsilon(mechanism, 7) == 24  # 60 s windows stop
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 4.0, 8.0])
+def test_opendp_agrees_that_counter_scale_spends_epsilon_on_the_indicators(epsilon: float) -> None:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    mechanism = Mechanism(name="discrete_laplace", epsilon=epsilon, cap=1)
+    scale = counter_scale(mechanism)
+    assert scale == len(COUNTERS) / epsilon
+    assert counter_sensitivity() == len(COUNTERS) == 2
+    space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
+    measurement = dp.m.make_laplace(*space, scale=scale)
+    assert measurement.map(counter_sensitivity()) == pytest.approx(epsilon, rel=1e-9)
+    assert counter_scale(Mechanism(name="none", epsilon=epsilon, cap=1)) == 0.0
+
+
+@given(st.dictionaries(st.sampled_from(COUNTERS), st.integers(0, 10_000)))
+def test_counters_without_noise_are_indicators_of_every_name(values: dict[str, int]) -> None:
+    none = Mechanism(name="none", epsilon=1.0, cap=1)
+    indicators = privatise_counters(values, none)
+    assert list(indicators) == list(COUNTERS)
+    assert indicators == {name: int(values.get(name, 0) > 0) for name in COUNTERS}
+
+
+def test_counters_carry_noise_of_the_stated_scale() -> None:
+    """20,000 reports each with one error and no reboot: per counter the mean is within
+    4 sigma of the indicator and the variance within 4 sigma of v(n / epsilon)."""
+    mechanism = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
+    noise = simulated_discrete_laplace(np.random.default_rng(5))
+    draws = np.array(
+        [
+            list(privatise_counters({"inference_errors": 3}, mechanism, noise).values())
+            for _ in range(20_000)
+        ]
+    )
+    v = discrete_laplace_variance(counter_scale(mechanism))
+    a = math.exp(-1 / counter_scale(mechanism))
+    # The law's fourth moment, 2(1-a)/(1+a) * sum k^4 a^k: the sample variance's own
+    # variance is (E[k^4] - v^2) / n.
+    fourth = 2 * a * (1 + 11 * a + 11 * a**2 + a**3) / ((1 - a) ** 4 * (1 + a))
+    n = len(draws)
+    for column, indicator in zip(draws.T, (1, 0), strict=True):
+        assert abs(column.mean() - indicator) < 4 * math.sqrt(v / n)
+        assert abs(column.var() - v) < 4 * math.sqrt((fourth - v**2) / n)
+
+
+def test_unknown_or_negative_counters_are_refused() -> None:
+    mechanism = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
+    with pytest.raises(PrivacyError, match="unknown counters"):
+        privatise_counters({"watchdog": 1}, mechanism)
+    with pytest.raises(PrivacyError, match="negative"):
+        privatise_counters({"reboots": -1}, mechanism)
+    on_device = privatise_counters({"reboots": 1}, mechanism)  # OpenDP
+    assert list(on_device) == list(COUNTERS)
 
 
 START = datetime(2026, 11, 23, tzinfo=UTC)

@@ -11,12 +11,14 @@ from fleet.toolkit.sensors import Task
 from fleet.toolkit.thresholds import load_thresholds, make_thresholds, thresholds_bytes
 from schemas.canonical import model_bytes
 from schemas.components import (
+    DEFAULT_LATENCY_BINS,
     HistogramBins,
     InputSummary,
     SensorCalibration,
     Thresholds,
     parse_component,
 )
+from schemas.device import DEFAULT_DAILY_BUDGET
 from schemas.errors import DocumentError, DocumentTooLarge, DuplicateKeyError
 
 MODEL = b"not really a model"
@@ -57,8 +59,17 @@ def test_names_its_telemetry_histograms_and_their_sizes() -> None:
         "peak": 5,
         "score": 4,
         "predicted": 2,
+        "latency_us": 12,
     }
     assert "confidence" in thresholds(Task.GESTURE).histogram_sizes()
+
+
+def test_carries_the_latency_bins_and_the_daily_budget() -> None:
+    document = thresholds()
+    assert document.latency == DEFAULT_LATENCY_BINS and document.latency.scale == "log"
+    assert document.daily_budget == DEFAULT_DAILY_BUDGET
+    data = thresholds_bytes(document)
+    assert b'"latency":' in data and b'"daily_budget":768' in data
 
 
 def test_refuses_an_unknown_field() -> None:
