@@ -205,6 +205,13 @@ def privatise(
     return capped if scale == 0 else noise(capped, scale)
 
 
+def counter_scale(mechanism: Mechanism, counters: int) -> float:
+    """Discrete Laplace scale on each of ``counters`` indicator counters: ``n / epsilon``."""
+    if mechanism.name == "none":
+        return 0.0
+    return counters / mechanism.epsilon
+
+
 def report_epsilon(mechanism: Mechanism, histograms: int) -> float:
     """One report of ``histograms`` noised histograms: basic composition.
 
