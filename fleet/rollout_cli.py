@@ -37,6 +37,7 @@ def build_plan(
     max_offline_share: float,
     min_reports: int,
     on_failure: str,
+    drift_gate: bool = True,
 ) -> dict[str, Any]:
     gates = {
         "max_failure_rate": max_failure_rate,
@@ -50,6 +51,7 @@ def build_plan(
         raise typer.BadParameter(f"--waves: {waves!r} is not a list of percents") from exc
     return {
         "on_failure": on_failure,
+        "drift_gate": drift_gate,
         "waves": [{"percent": p, "soak_seconds": soak_seconds, "gates": gates} for p in percents],
     }
 
@@ -78,6 +80,9 @@ def create(
     max_offline_share: float = 0.5,
     min_reports: int = 5,
     on_failure: Annotated[str, typer.Option(help="pause or rollback")] = "rollback",
+    drift_gate: Annotated[
+        bool, typer.Option(help="let field drift of the new release hold a wave")
+    ] = True,
     plan: Annotated[Path | None, typer.Option(help="a JSON plan instead of the above")] = None,
     rollout_id: Annotated[str | None, typer.Option("--id")] = None,
     approve: Annotated[bool, typer.Option(help="approve right away")] = False,
@@ -94,6 +99,7 @@ def create(
             max_offline_share=max_offline_share,
             min_reports=min_reports,
             on_failure=on_failure,
+            drift_gate=drift_gate,
         )
     )
     with _client(url, token) as client:

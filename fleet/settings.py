@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         default=5, ge=0, description="late reports accepted after a window's end"
     )
     telemetry_drift_gate: bool = Field(
-        default=False, description="hold rollout waves whose new release drifts (issue 8)"
+        default=True,
+        description="hold rollout waves whose new release drifts from its model card's "
+        "reference while the old release's devices do not (rollouts may turn it off)",
     )
     telemetry_retention_days: int = Field(
         default=90, ge=1, description="released aggregates are deleted after this"

@@ -6,8 +6,10 @@ Each is a thread with a stop event; the composition root starts and stops them.
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -115,6 +117,7 @@ class DeviceInbox(_Worker):
         metrics: Metrics,
         telemetry: TelemetryIngest | None = None,
         batch_size: int = 500,
+        close_every: float = 0.5,
     ) -> None:
         super().__init__()
         self._new_uow = new_uow
@@ -122,6 +125,9 @@ class DeviceInbox(_Worker):
         self._metrics = metrics
         self._telemetry = telemetry
         self._batch_size = batch_size
+        # Closing is a query on the open windows: not once per batch under load.
+        self._close_every = close_every
+        self._closed_at = -math.inf
 
     def _take_batch(self) -> list[DeviceMessage]:
         try:
@@ -137,8 +143,9 @@ class DeviceInbox(_Worker):
 
     def _step(self) -> None:
         batch = self._take_batch()
-        if self._telemetry is not None:
+        if self._telemetry is not None and time.monotonic() - self._closed_at >= self._close_every:
             self._telemetry.close_due()
+            self._closed_at = time.monotonic()
         if not batch:
             return
         presence = [(m.device_id, m.payload, m.received_at) for m in batch if m.kind == "online"]

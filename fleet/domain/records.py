@@ -74,6 +74,16 @@ class Device:
     online: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceSigner:
+    """What checking a signed device message needs of a device, and its cohort."""
+
+    id: str
+    device_class: str
+    public_key_hex: str
+    status_counter: int
+
+
 @dataclass(frozen=True)
 class Artifact:
     sha256: str

@@ -169,6 +169,9 @@ class Wave:
 class Plan:
     waves: tuple[Wave, ...]
     on_failure: FailurePolicy = FailurePolicy.ROLLBACK
+    # Whether the server's drift gate (telemetry) judges the waves, where it can: an
+    # operator turns it off for a fix that must ship while the field drifts.
+    drift_gate: bool = True
 
     def __post_init__(self) -> None:
         if not self.waves:

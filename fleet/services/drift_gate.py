@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fleet.domain.drift import Verdict
 from fleet.domain.rollout import Rollout
 from fleet.domain.rollout_plan import Gate, GateVerdict, WaveObservations
-from fleet.services.drift import drift_gate_in
+from fleet.services.drift import drift_gate_in, reference_of
 from fleet.store import UnitOfWork
 
 __all__ = ["DriftGate", "drift_gates"]
@@ -42,9 +42,12 @@ class DriftGate:
 
 def drift_gates() -> Callable[[UnitOfWork, Rollout], tuple[Gate, ...]]:
     """The extra gates of a rollout: a drift gate against its members' previous release,
-    judged inside the tick's unit of work ``uow``."""
+    judged inside the tick's unit of work ``uow``. None when the rollout's plan turns it
+    off or the new release's model has no registered reference (nothing to judge by)."""
 
     def gates(uow: UnitOfWork, rollout: Rollout) -> tuple[Gate, ...]:
+        if not rollout.plan.drift_gate or reference_of(uow, rollout.release_digest) is None:
+            return ()  # turned off, or no reference to judge the new release's model by
         previous = Counter(
             m.previous_release
             for m in uow.rollouts.members(rollout.id)

@@ -3,27 +3,25 @@
 A report is used only if the enrolled device key signed it, its counter is above the
 device's last one (the counter status uses too), and its window is still open. It is then
 added to the open aggregate of its (release, model version, window, cohort) — the cohort
-is the device's class — under a reporter token ``HMAC(window key, device id)``: a second
-report from the same device in that window is refused. Open aggregates and their window
-keys live in this process's memory only; closing a window (``grace`` after its end)
-drops both, so which devices reported is forgotten. A closed aggregate is released —
-central discrete Laplace noise, debiased proportions — only with at least ``k``
-reporters, and only released aggregates are stored; they are deleted after the
-retention period. Nothing here logs a device id or a histogram value.
+is the device's class — under a reporter token ``HMAC(window secret, device id)``: a
+second report from the same device in that window is refused. Open aggregates, their
+tokens and secrets are rows (``fleet.store``), written in the batch's transaction with
+the devices' counters: a restart loses nothing, and every replica adds to the same
+windows. Closing a window (``grace`` after its end) deletes its row, secret and tokens
+in the transaction that stores its release, so which devices reported is forgotten. A
+closed aggregate is released — central discrete Laplace noise, debiased proportions —
+only with at least ``k`` reporters; released aggregates are deleted after the retention
+period. Nothing here logs a device id or a histogram value.
 
-One process owns the open aggregates: with several server replicas, a window's reports
-must reach one of them (one MQTT shared-subscription group member per window is not
-guaranteed), which is a known limit (docs/telemetry.md).
+A batch costs a fixed number of queries (devices, windows, known tokens) plus one
+counter update per report: throughput in ``bench/telemetry.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -33,11 +31,14 @@ from fleet.domain.aggregation import (
     DEFAULT_MIN_REPORTERS,
     AggregateKey,
     AggregationError,
+    DuplicateReport,
     OpenAggregate,
+    OpenWindow,
     TooFewReporters,
     release,
 )
 from fleet.domain.drift import AlertState
+from fleet.domain.records import DeviceSigner
 from fleet.services.device_auth import DeviceMessageRefused, verify_device_message
 from fleet.services.drift import assess_release
 from fleet.services.status import IncomingMessage
@@ -76,27 +77,30 @@ class ClosedWindows:
     purged: int = 0
 
 
-@dataclass
-class _Window:
-    aggregate: OpenAggregate
-    seconds: int
-    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-
-    def token(self, device_id: str) -> str:
-        return hmac.new(self.key, device_id.encode(), hashlib.sha256).hexdigest()
-
-    def closes_at(self, grace: timedelta) -> datetime:
-        return self.aggregate.key.window_start + timedelta(seconds=self.seconds) + grace
-
-
 class _Refused(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
 
 
+@dataclass(frozen=True)
+class _Verified:
+    index: int  # the message's place in its batch
+    device: DeviceSigner
+    report: TelemetryReport
+    received_at: datetime
+
+    @property
+    def key(self) -> AggregateKey:
+        report = self.report
+        return AggregateKey(
+            report.release_digest, report.model_version, report.window.start,
+            self.device.device_class,
+        )  # fmt: skip
+
+
 class TelemetryIngest:
-    """The open aggregates of one server process; thread-safe."""
+    """Telemetry ingestion and window closing over the store; safe to call from threads."""
 
     def __init__(
         self,
@@ -110,40 +114,129 @@ class TelemetryIngest:
         self._clock = clock
         self._policy = policy or TelemetryPolicy()
         self._noise = noise
-        self._open: dict[AggregateKey, _Window] = {}
         self._lock = threading.Lock()
         self._purged_at: datetime | None = None
-        self._alerts: dict[str, AlertState] = {}
-
-    @property
-    def open_windows(self) -> int:
-        return len(self._open)
 
     def ingest(self, messages: Sequence[IncomingMessage]) -> list[TelemetryOutcome]:
-        """Judge each message; one transaction for the batch's counters."""
-        with self._lock:
-            pending: dict[AggregateKey, _Window] = {}
-            with self._new_uow() as uow:
-                outcomes = [self._judge(uow, m, pending) for m in messages]
-                uow.commit()
-            self._open.update(pending)
+        """Judge each message; one transaction for the whole batch."""
+        outcomes = [TelemetryOutcome(True)] * len(messages)
+        with self._lock, self._new_uow() as uow:
+            signers = uow.devices.signers({m.device_id for m in messages})
+            verified: list[_Verified] = []
+            counters: dict[str, int] = {}  # a device's last counter, this batch included
+            for index, message in enumerate(messages):
+                try:
+                    verified.append(self._verify(index, message, signers, counters))
+                except _Refused as refused:
+                    outcomes[index] = TelemetryOutcome(False, refused.code)
+                except (DeviceMessageRefused, DocumentError) as exc:
+                    outcomes[index] = TelemetryOutcome(False, exc.code)
+            for index, code in self._add(uow, verified).items():
+                outcomes[index] = TelemetryOutcome(False, code)
+            uow.commit()
         return outcomes
+
+    def _verify(
+        self,
+        index: int,
+        message: IncomingMessage,
+        signers: Mapping[str, DeviceSigner],
+        counters: dict[str, int],
+    ) -> _Verified:
+        device = signers.get(message.device_id)
+        if device is None:
+            raise _Refused("unknown_device")
+        report = verify_device_message(
+            message.payload,
+            device_id=device.id,
+            key=PublicKey(public=device.public_key_hex),
+            last_counter=counters.get(device.id, device.status_counter),
+            model=TelemetryReport,
+        )
+        counters[device.id] = report.counter
+        return _Verified(index, device, report, message.received_at)
+
+    def _add(self, uow: UnitOfWork, verified: Sequence[_Verified]) -> dict[int, str]:
+        """Add the verified reports to their windows; the refused ones' codes by index.
+
+        Counters advance first, for the whole batch in one statement: a report whose
+        counter lost to a concurrent message (a status on another replica) is refused as
+        replayed; an authentic report refused later (a closed window) still uses its
+        counter, so it cannot be replayed either.
+        """
+        now = self._clock()  # the clock that closes windows judges lateness too
+        latest = {v.device.id: (v.report.counter, v.received_at) for v in verified}
+        advanced = uow.devices.accept_counters(latest)
+        refused = {v.index: "replayed" for v in verified if v.device.id not in advanced}
+        verified = [v for v in verified if v.index not in refused]
+        windows = uow.open_telemetry.lock({v.key for v in verified})
+        new_tokens: dict[int, set[str]] = {}  # window id -> tokens new in this batch
+        known: dict[int, set[str]] = {}
+        for item in verified:
+            try:
+                window = windows.get(item.key) or self._start(uow, item, now)
+                if window.id not in known:
+                    batch = {window.token(v.device.id) for v in verified if v.key == item.key}
+                    known[window.id] = uow.open_telemetry.known_tokens(window.id, batch)
+                    new_tokens[window.id] = set()
+                windows[item.key] = self._join(window, item, now, known[window.id],
+                                               new_tokens[window.id])  # fmt: skip
+            except _Refused as exc:
+                refused[item.index] = exc.code
+            except AggregationError as exc:
+                refused[item.index] = exc.code
+        for window in windows.values():
+            if new_tokens.get(window.id):
+                uow.open_telemetry.save(window, new_tokens[window.id])
+        return refused
+
+    def _join(
+        self,
+        window: OpenWindow,
+        item: _Verified,
+        now: datetime,
+        known: set[str],
+        new_tokens: set[str],
+    ) -> OpenWindow:
+        """The window with this report in it (``new_tokens`` gains its token), or refuse."""
+        report = item.report
+        if window.closes_at <= now:
+            raise _Refused("window_closed")
+        if report.window.start > now + self._policy.grace:
+            raise _Refused("window_not_started")
+        if report.window.seconds != window.seconds:
+            raise _Refused("window_mismatch")
+        token = window.token(item.device.id)
+        if token in known or token in new_tokens:
+            raise DuplicateReport("a report from this device is already in this window")
+        added = window.aggregate.add(report.mechanism, report.histograms, report.counters)
+        new_tokens.add(token)
+        return replace(window, aggregate=added)
+
+    def _start(self, uow: UnitOfWork, item: _Verified, now: datetime) -> OpenWindow:
+        report = item.report
+        if report.window.start > now + self._policy.grace:
+            raise _Refused("window_not_started")
+        closes_at = report.window.start + timedelta(seconds=report.window.seconds)
+        closes_at += self._policy.grace
+        if closes_at <= now:
+            raise _Refused("window_closed")  # never open a window only to close it
+        sizes = {name: len(h) for name, h in report.histograms.items()}
+        aggregate = OpenAggregate.start(item.key, report.mechanism, sizes, report.counters)
+        return uow.open_telemetry.start(aggregate, seconds=report.window.seconds,
+                                        closes_at=closes_at)  # fmt: skip
 
     def close_due(self) -> ClosedWindows:
         """Close every window ``grace`` past its end: release or suppress, then purge."""
         now = self._clock()
-        with self._lock:
-            due = [w for w in self._open.values() if w.closes_at(self._policy.grace) <= now]
-            for window in due:
-                del self._open[window.aggregate.key]
         purge = self._purged_at is None or now - self._purged_at >= _PURGE_EVERY
-        if not due and not purge:
-            return ClosedWindows()
-        self._purged_at = now
-        released, suppressed = 0, 0
+        released, suppressed, purged = 0, 0, 0
+        digests: set[str] = set()
         with self._new_uow() as uow:
-            for window in due:
-                closed = window.aggregate.close()  # the tokens and the window key go here
+            for window in uow.open_telemetry.due(now):
+                digests.add(window.aggregate.key.release_digest)
+                closed = window.aggregate.close()
+                uow.open_telemetry.drop(window.id)  # the tokens and the secret go here
                 try:
                     published = release(
                         closed,
@@ -156,11 +249,13 @@ class TelemetryIngest:
                     continue
                 uow.telemetry.add(published, window_seconds=window.seconds, released_at=now)
                 released += 1
-            purged = uow.telemetry.purge(before=now - self._policy.retention)
+            if purge:
+                purged = uow.telemetry.purge(before=now - self._policy.retention)
+                self._purged_at = now
             uow.commit()
-        for digest in sorted({w.aggregate.key.release_digest for w in due}):
+        for digest in sorted(digests):
             self._step_alert(digest, now)
-        if due or purged:
+        if digests or purged:
             _log.info(
                 "telemetry_windows_closed",
                 released=released,
@@ -175,63 +270,19 @@ class TelemetryIngest:
         if not latest:
             return
         drift = latest[-1]
-        state, event = self._alerts.get(release_digest, AlertState()).step(drift.decision)
-        self._alerts[release_digest] = state
-        if event is None:
-            return
-        flagged = sorted(f"{s.histogram}@{s.cohort}" for s in drift.decision.flagged)
         with self._new_uow() as uow:
-            uow.audit.append(
-                at=now,
-                actor="telemetry",
-                action=f"telemetry.drift_alert_{event.value}",
-                subject=f"release:{release_digest}",
-                detail={"window_start": drift.window_start.isoformat(), "flagged": flagged},
-            )
+            was_open, quiet = uow.open_telemetry.alert(release_digest)
+            state, event = AlertState(was_open, quiet).step(drift.decision)
+            uow.open_telemetry.set_alert(release_digest, open=state.open, quiet=state.quiet, at=now)
+            flagged = sorted(f"{s.histogram}@{s.cohort}" for s in drift.decision.flagged)
+            if event is not None:
+                uow.audit.append(
+                    at=now,
+                    actor="telemetry",
+                    action=f"telemetry.drift_alert_{event.value}",
+                    subject=f"release:{release_digest}",
+                    detail={"window_start": drift.window_start.isoformat(), "flagged": flagged},
+                )
             uow.commit()
-        _log.info("drift_alert", event=event.value, release=release_digest, flagged=flagged)
-
-    def _judge(
-        self, uow: UnitOfWork, message: IncomingMessage, pending: dict[AggregateKey, _Window]
-    ) -> TelemetryOutcome:
-        try:
-            self._add(uow, message, pending)
-        except _Refused as refused:
-            return TelemetryOutcome(False, refused.code)
-        except (DeviceMessageRefused, DocumentError, AggregationError) as exc:
-            return TelemetryOutcome(False, exc.code)
-        return TelemetryOutcome(True)
-
-    def _add(
-        self, uow: UnitOfWork, message: IncomingMessage, pending: dict[AggregateKey, _Window]
-    ) -> None:
-        device = uow.devices.get(message.device_id)
-        if device is None:
-            raise _Refused("unknown_device")
-        report = verify_device_message(
-            message.payload,
-            device_id=device.id,
-            key=PublicKey(public=device.public_key_hex),
-            last_counter=device.status_counter,
-            model=TelemetryReport,
-        )
-        key = AggregateKey(
-            report.release_digest, report.model_version, report.window.start, device.device_class
-        )
-        window = pending.get(key) or self._open.get(key) or self._start(key, report)
-        now = self._clock()  # the clock that closes windows judges lateness too
-        if window.closes_at(self._policy.grace) <= now:
-            raise _Refused("window_closed")
-        if report.window.start > now + self._policy.grace:
-            raise _Refused("window_not_started")
-        if report.window.seconds != window.seconds:
-            raise _Refused("window_mismatch")
-        added = window.aggregate.add(window.token(device.id), report.mechanism, report.histograms)
-        if not uow.devices.accept_counter(device.id, report.counter, seen_at=message.received_at):
-            raise _Refused("replayed")
-        pending[key] = _Window(added, window.seconds, window.key)
-
-    @staticmethod
-    def _start(key: AggregateKey, report: TelemetryReport) -> _Window:
-        sizes: Mapping[str, int] = {name: len(h) for name, h in report.histograms.items()}
-        return _Window(OpenAggregate.start(key, report.mechanism, sizes), report.window.seconds)
+        if event is not None:
+            _log.info("drift_alert", event=event.value, release=release_digest, flagged=flagged)

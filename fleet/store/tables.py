@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -34,6 +44,9 @@ __all__ = [
     "RolloutRow",
     "StatusEventRow",
     "TelemetryAggregateRow",
+    "TelemetryAlertRow",
+    "TelemetryOpenWindowRow",
+    "TelemetryReporterRow",
     "metadata",
 ]
 
@@ -279,4 +292,66 @@ class TelemetryAggregateRow(FleetTable, table=True):
     central_epsilon: float
     # {histogram: {"counts": [...], "proportions": [...], "variance": [...]}}
     histograms: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # {counter: {"count": int, "share": float, "variance": float}}
+    counters: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
     released_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class TelemetryOpenWindowRow(FleetTable, table=True):
+    """A window still taking reports: running noised sums, deleted when it closes.
+
+    ``secret`` keys the reporter tokens (HMAC of a device id): it lives exactly as long
+    as the window, so once the row is gone nobody can tell which devices reported.
+    """
+
+    __tablename__ = "telemetry_open_window"
+    __table_args__ = (
+        UniqueConstraint(
+            "release_digest",
+            "model_version",
+            "window_start",
+            "cohort",
+            name="uq_telemetry_open_window_key",
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    release_digest: str = Field(max_length=DIGEST)
+    model_version: str = Field(max_length=NAME)
+    window_start: datetime = Field(sa_type=UtcDateTime)
+    window_seconds: int = Field(sa_type=BigInteger)
+    cohort: str = Field(max_length=NAME)
+    closes_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    mechanism: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    sums: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # {name: [int, ...]}
+    counters: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # {name: int}
+    reporters: int = Field(sa_type=BigInteger)
+    secret: str = Field(max_length=DIGEST)  # hex of 32 random bytes
+
+
+class TelemetryReporterRow(FleetTable, table=True):
+    """An opaque token per device that reported in an open window: refuses a second."""
+
+    __tablename__ = "telemetry_reporter"
+
+    window_id: int = Field(
+        sa_column=Column(
+            BigId,
+            ForeignKey("telemetry_open_window.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    token: str = Field(primary_key=True, max_length=DIGEST)
+
+
+class TelemetryAlertRow(FleetTable, table=True):
+    """Whether a release's drift alert is open, so a restart neither repeats nor loses it."""
+
+    __tablename__ = "telemetry_alert"
+
+    release_digest: str = Field(primary_key=True, max_length=DIGEST)
+    open: bool
+    quiet: int = Field(sa_type=BigInteger)
+    updated_at: datetime = Field(sa_type=UtcDateTime)

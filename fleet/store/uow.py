@@ -26,6 +26,7 @@ from fleet.store.repositories import (
     DeviceRepository,
     DirectorOutbox,
     ModelCardRepository,
+    OpenTelemetryRepository,
     ReleaseRepository,
     RolloutRepository,
     SqlArtifactRepository,
@@ -35,6 +36,7 @@ from fleet.store.repositories import (
     SqlDeviceRepository,
     SqlDirectorOutbox,
     SqlModelCardRepository,
+    SqlOpenTelemetryRepository,
     SqlReleaseRepository,
     SqlRolloutRepository,
     SqlStatusEventRepository,
@@ -74,6 +76,8 @@ class UnitOfWork(Protocol):
     def rollouts(self) -> RolloutRepository: ...
     @property
     def telemetry(self) -> TelemetryRepository: ...
+    @property
+    def open_telemetry(self) -> OpenTelemetryRepository: ...
 
     def __enter__(self) -> Self: ...
 
@@ -103,6 +107,7 @@ class SqlUnitOfWork:
     tokens: SqlTokenRepository
     rollouts: SqlRolloutRepository
     telemetry: SqlTelemetryRepository
+    open_telemetry: SqlOpenTelemetryRepository
 
     def __init__(self, session_factory: Callable[[], Session]) -> None:
         self._session_factory = session_factory
@@ -124,6 +129,7 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(session)
         self.rollouts = SqlRolloutRepository(session)
         self.telemetry = SqlTelemetryRepository(session)
+        self.open_telemetry = SqlOpenTelemetryRepository(session)
         return self
 
     def __exit__(

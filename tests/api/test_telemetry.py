@@ -127,10 +127,24 @@ def run_inbox(ingest: TelemetryIngest, fleet: Fleet, messages: list[DeviceMessag
     return metrics
 
 
-def table_text(engine: Engine) -> str:
+TELEMETRY_TABLES = (
+    "telemetry_aggregate", "telemetry_open_window", "telemetry_reporter", "telemetry_alert"
+)  # fmt: skip
+
+
+def table_text(engine: Engine, tables: tuple[str, ...] = TELEMETRY_TABLES) -> str:
+    """Every row of the telemetry tables, as text to search for a device's traces."""
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT * FROM telemetry_aggregate")).all()
+        rows = [row for t in tables for row in connection.execute(text(f"SELECT * FROM {t}"))]
     return "\n".join(repr(tuple(row)) for row in rows)
+
+
+def open_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return sum(
+            connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+            for table in ("telemetry_open_window", "telemetry_reporter")
+        )
 
 
 async def aggregates(fleet: Fleet) -> list[dict[str, object]]:
@@ -148,6 +162,10 @@ def counted(metrics: Metrics, name: str, **labels: str) -> float:
     return value or 0.0
 
 
+BACKENDS = pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+@BACKENDS
 async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_device(
     fleet: Fleet, engine: Engine, model: OnDeviceModel, logged: Callable[[], str]
 ) -> None:
@@ -160,6 +178,9 @@ async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_de
     few = signed_reports(reporters[: K - 1], model, first, seed=1)
     metrics = run_inbox(ingest, fleet, few)
     assert counted(metrics, "fleet_telemetry_ingested_total") == K - 1
+    open_text = table_text(engine)  # while the window is open: sums and opaque tokens
+    assert open_rows(engine) == 1 + K - 1
+    assert not [r.device_id for r in reporters if r.device_id in open_text]
     clock.now = second + timedelta(seconds=30)
     assert ingest.close_due().suppressed == 1
     assert await aggregates(fleet) == []
@@ -175,7 +196,7 @@ async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_de
     assert counted(metrics, dropped, kind="telemetry", reason="replayed") == 1
     clock.now = second + timedelta(seconds=WINDOW_SECONDS + 30)
     assert ingest.close_due().released == 1
-    assert ingest.open_windows == 0
+    assert open_rows(engine) == 0  # which devices reported is forgotten
 
     (released,) = await aggregates(fleet)
     assert released["reporters"] == K + 10
@@ -189,3 +210,29 @@ async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_de
         assert reporter.key.public.public not in stored
     raw_values = {repr(float(v)) for r in reporters for w in r.raw for v in w.reshape(-1)[::17]}
     assert not {v for v in raw_values if v in stored or v in lines}
+
+
+@BACKENDS
+async def test_open_windows_survive_a_restart_and_still_refuse_a_second_report(
+    fleet: Fleet, engine: Engine, model: OnDeviceModel
+) -> None:
+    """A new ingest over the same database (a restarted server, or another replica)
+    continues the window: its sums and its reporters, duplicates included."""
+    reporters = await enroll(fleet, K + 10)
+    start = window_start(START, WINDOW_SECONDS)
+    clock = Clock(start)
+    reports = signed_reports(reporters, model, start, seed=7)
+    before = TelemetryIngest(fleet.context.new_uow, clock=clock, policy=TelemetryPolicy(K))
+    assert all(o.accepted for o in before.ingest(reports[:30]))
+
+    after = TelemetryIngest(fleet.context.new_uow, clock=clock, policy=TelemetryPolicy(K))
+    again = signed_reports(reporters[:1], model, start, seed=8)  # a new counter, same window
+    outcomes = after.ingest([*reports[30:], *again])
+    assert all(o.accepted for o in outcomes[:-1])
+    assert outcomes[-1].reason == "duplicate_report"
+
+    clock.now = start + timedelta(seconds=WINDOW_SECONDS + 30)
+    assert after.close_due().released == 1
+    (released,) = await aggregates(fleet)
+    assert released["reporters"] == K + 10
+    assert before.close_due().released == 0  # nothing left for the other one to close

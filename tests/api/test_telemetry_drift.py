@@ -63,10 +63,10 @@ def store_windows(
     for index, dist in enumerate(p):
         key = AggregateKey(digest, "1.0.0", START + timedelta(minutes=index), "gesture-m4")
         aggregate = OpenAggregate.start(key, MECHANISM, {"rms": BINS})
-        for device in range(DEVICES):
+        for _ in range(DEVICES):
             raw = rng.multinomial(3, dist)
             noised = privatise(raw, MECHANISM, rng, noise)
-            aggregate = aggregate.add(f"t{device}", MECHANISM, {"rms": noised.tolist()})
+            aggregate = aggregate.add(MECHANISM, {"rms": noised.tolist()})
         released = release(aggregate.close(), noise=noise)
         with SqlUnitOfWork(new_uow) as uow:
             uow.telemetry.add(released, window_seconds=60, released_at=START)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import queue
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_sim.telemetry import window_start
 from device_sim.wire import desired_topic
 from schemas import Delivery, DeviceState, Mechanism, StatusReport, TelemetryReport
 from schemas.device import TelemetryWindow
@@ -64,7 +66,7 @@ def _telemetry(device_id: str, counter: int, key: SigningKey) -> bytes:
     report = TelemetryReport(
         device_id=device_id,
         counter=counter,
-        window=TelemetryWindow(start=datetime(2026, 1, 1, tzinfo=UTC), seconds=3600),
+        window=TelemetryWindow(start=window_start(datetime.now(UTC), 3600), seconds=3600),
         release_digest="0" * 64,
         model_version="1.0.0",
         mechanism=Mechanism(name="none", epsilon=1.0, cap=1),
@@ -163,9 +165,15 @@ async def test_telemetry_is_checked_against_the_enrolled_key_before_it_is_queued
         return response.code
 
     accepted = _metric(coap_world, "fleet_coap_telemetry_accepted_total")
+    ingested = _metric(coap_world, "fleet_telemetry_ingested_total")
     assert len(good) > 1024  # so aiocoap sends it with Block1
     assert await post(good) == Code.CHANGED
     assert _metric(coap_world, "fleet_coap_telemetry_accepted_total") == accepted + 1
+    # queued into the same ingestion as MQTT's: verified again, added to its window
+    deadline = time.monotonic() + 10
+    while _metric(coap_world, "fleet_telemetry_ingested_total") < ingested + 1:
+        assert time.monotonic() < deadline, "the CoAP report was not ingested"
+        await asyncio.sleep(0.05)
     assert await post(forged) == Code.UNAUTHORIZED
     assert await post(misaddressed) == Code.FORBIDDEN
     assert await post(b"{not json") == Code.BAD_REQUEST

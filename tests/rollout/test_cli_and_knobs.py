@@ -15,6 +15,10 @@ def test_waves_become_a_plan_with_shared_gates() -> None:
                       on_failure="pause")  # fmt: skip
     assert [w["percent"] for w in plan["waves"]] == [1.0, 10.0, 100.0]
     assert plan["on_failure"] == "pause"
+    assert plan["drift_gate"] is True
+    assert build_plan("100", soak_seconds=0, max_failure_rate=0, max_rollback_rate=0,
+                      max_offline_share=1, min_reports=1, on_failure="pause",
+                      drift_gate=False)["drift_gate"] is False  # fmt: skip
     assert plan["waves"][0]["gates"] == {
         "max_failure_rate": 0.05,
         "max_rollback_rate": 0.02,

@@ -28,7 +28,13 @@ from tests.signer.simulator import START
 
 
 async def _rollout_with_telemetry(
-    fleet: Fleet, engine: Engine, *, new_shape: np.ndarray, old_shape: np.ndarray
+    fleet: Fleet,
+    engine: Engine,
+    *,
+    new_shape: np.ndarray,
+    old_shape: np.ndarray,
+    drift_gate: bool = True,
+    with_reference: bool = True,
 ) -> tuple[dict[str, Any], str, str]:
     """Devices on 1.0.0, a rollout of 1.1.0 (10 % canary, then all) whose canary reports
     healthy, three telemetry windows per release; one engine tick after the soak. Returns
@@ -39,21 +45,24 @@ async def _rollout_with_telemetry(
     envelope, new = await fleet.released("1.1.0")
     model = decode_payload(envelope, ReleaseManifest).component(ComponentKind.MODEL)
     assert model is not None
-    register_reference(
-        fleet.context.new_uow(),
-        fleet.context.blobs,
-        model.sha256,
-        reference().model_copy(update={"model_sha256": model.sha256}),
-        actor="test",
-        now=START,
-    )
+    if with_reference:
+        register_reference(
+            fleet.context.new_uow(),
+            fleet.context.blobs,
+            model.sha256,
+            reference().model_copy(update={"model_sha256": model.sha256}),
+            actor="test",
+            now=START,
+        )
     report(fleet, DEVICES, old, DeviceState.HEALTHY, START - timedelta(hours=1))
 
     rng = np.random.default_rng(11)
     store_windows(engine, new, [new_shape] * 3, rng)
     store_windows(engine, old, [old_shape] * 3, rng)
 
-    rollout_id = await _create(fleet, new, plan(10, 100, policy="pause"))
+    rollout_id = await _create(
+        fleet, new, plan(10, 100, policy="pause") | {"drift_gate": drift_gate}
+    )
     assert (await _act(fleet, rollout_id, "approve")).status_code == 200
     canary = (await _show(fleet, rollout_id))["progress"][0]
     assert canary["cut"] == 4
@@ -99,3 +108,24 @@ async def test_the_engine_passes_a_shift_both_releases_show(fleet: Fleet, engine
     verdict = drift_gate(fleet.context.new_uow(), new, old)
     assert verdict.verdict is Verdict.PASS
     assert [r.code for r in verdict.reasons] == ["shared_shift"]
+
+
+async def test_a_plan_that_turns_the_drift_gate_off_is_not_held(
+    fleet: Fleet, engine: Engine
+) -> None:
+    body, _, _ = await _rollout_with_telemetry(
+        fleet, engine, new_shape=SHIFTED, old_shape=P, drift_gate=False
+    )
+    assert (body["status"], body["wave"]) == ("running", 1)
+    assert body["plan"]["drift_gate"] is False
+    assert not [e for e in body["events"] if e["kind"] == "gate_failed"]
+
+
+async def test_without_a_reference_for_the_new_model_there_is_no_drift_gate(
+    fleet: Fleet, engine: Engine
+) -> None:
+    body, _, _ = await _rollout_with_telemetry(
+        fleet, engine, new_shape=SHIFTED, old_shape=P, with_reference=False
+    )
+    assert (body["status"], body["wave"]) == ("running", 1)
+    assert not [e for e in body["events"] if e["kind"] == "gate_failed"]

@@ -190,3 +190,25 @@ def test_changes_are_visible_later_in_the_same_unit_of_work(uow: SqlUnitOfWork) 
         stored = uow.devices.get("a")
     assert stored is not None
     assert (stored.tags, stored.status_counter, stored.director_sequence) == ({"eu", "us"}, 3, 1)
+
+
+@pytest.mark.usefixtures("fleet")
+def test_a_batch_of_counters_advances_only_where_each_is_higher(uow: SqlUnitOfWork) -> None:
+    later = NOW + timedelta(minutes=5)
+    with uow:
+        assert uow.devices.accept_counter("b", 7, seen_at=NOW)
+        # 450 ids: more than one statement's worth; unknown ids are simply not advanced
+        batch = {"a": (3, later), "b": (7, later), "c": (9, later)}
+        batch |= {f"ghost-{i:03d}": (1, later) for i in range(447)}
+        assert uow.devices.accept_counters(batch) == {"a", "c"}
+        assert uow.devices.accept_counters({"a": (3, later), "c": (10, later)}) == {"c"}
+        assert uow.devices.accept_counters({}) == set()
+        uow.commit()
+    with uow:
+        found = {d.id: d for d in uow.devices.find()}
+        signers = uow.devices.signers(["a", "b", "c", "d", "nobody"])
+    assert {i: (d.status_counter, d.last_seen) for i, d in found.items()} == {
+        "a": (3, later), "b": (7, NOW), "c": (10, later), "d": (NO_COUNTER_YET, None)
+    }  # fmt: skip
+    assert sorted(signers) == ["a", "b", "c", "d"]
+    assert (signers["c"].status_counter, signers["c"].device_class) == (10, "esp32s3")

@@ -54,10 +54,17 @@ class WaveBody(RequestModel):
 class PlanBody(RequestModel):
     waves: list[WaveBody] = Field(min_length=1, max_length=32)
     on_failure: Literal["pause", "rollback"] = "rollback"
+    drift_gate: bool = Field(
+        default=True,
+        description="hold a wave whose new release drifts from its model card's reference "
+        "while the devices still on the old release do not (needs the server's drift gate "
+        "and a registered reference)",
+    )
 
     def to_domain(self) -> Plan:
         """Raises PlanError for a plan pydantic cannot judge (e.g. shrinking waves)."""
-        return Plan(tuple(w.to_domain() for w in self.waves), FailurePolicy(self.on_failure))
+        waves = tuple(w.to_domain() for w in self.waves)
+        return Plan(waves, FailurePolicy(self.on_failure), drift_gate=self.drift_gate)
 
 
 class TargetBody(RequestModel):

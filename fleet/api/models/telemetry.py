@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from pydantic import Field
+
 from fleet.api.models.common import ResponseModel
 from fleet.domain.aggregation import Release
 from fleet.services.drift import WindowDrift
@@ -13,6 +15,7 @@ from fleet.services.privacy_accounting import PrivacyAccount
 __all__ = [
     "AggregateList",
     "AggregatePublic",
+    "CounterPublic",
     "DriftReport",
     "HistogramPublic",
     "MechanismPublic",
@@ -34,6 +37,12 @@ class HistogramPublic(ResponseModel):
     variance: list[float]
 
 
+class CounterPublic(ResponseModel):
+    count: int = Field(description="reporters with at least one such event, noised")
+    share: float = Field(description="count / reporters; may fall outside [0, 1]")
+    variance: float = Field(description="predicted error variance of count")
+
+
 class AggregatePublic(ResponseModel):
     release_digest: str
     model_version: str
@@ -43,6 +52,9 @@ class AggregatePublic(ResponseModel):
     mechanism: MechanismPublic
     central_epsilon: float
     histograms: dict[str, HistogramPublic]
+    counters: dict[str, CounterPublic] = Field(
+        description="inference_errors, reboots: devices with at least one in the window"
+    )
 
     @classmethod
     def from_release(cls, released: Release) -> AggregatePublic:
@@ -64,6 +76,10 @@ class AggregatePublic(ResponseModel):
                     variance=list(h.variance),
                 )
                 for name, h in released.histograms.items()
+            },
+            counters={
+                name: CounterPublic(count=c.count, share=c.share, variance=c.variance)
+                for name, c in released.counters.items()
             },
         )
 

@@ -9,6 +9,7 @@ from fleet.store.repositories.devices import SqlDeviceClassRepository, SqlDevice
 from fleet.store.repositories.director import SqlDirectorOutbox
 from fleet.store.repositories.events import SqlAuditLog, SqlStatusEventRepository
 from fleet.store.repositories.models import SqlModelCardRepository
+from fleet.store.repositories.open_telemetry import SqlOpenTelemetryRepository
 from fleet.store.repositories.protocols import (
     ArtifactRepository,
     AuditLog,
@@ -17,6 +18,7 @@ from fleet.store.repositories.protocols import (
     DeviceRepository,
     DirectorOutbox,
     ModelCardRepository,
+    OpenTelemetryRepository,
     ReleaseRepository,
     RolloutRepository,
     StatusEventRepository,
@@ -35,6 +37,7 @@ __all__ = [
     "DeviceRepository",
     "DirectorOutbox",
     "ModelCardRepository",
+    "OpenTelemetryRepository",
     "ReleaseRepository",
     "RolloutRepository",
     "SqlArtifactRepository",
@@ -44,6 +47,7 @@ __all__ = [
     "SqlDeviceRepository",
     "SqlDirectorOutbox",
     "SqlModelCardRepository",
+    "SqlOpenTelemetryRepository",
     "SqlReleaseRepository",
     "SqlRolloutRepository",
     "SqlStatusEventRepository",

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, text, update
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from fleet.domain.records import Device, DeviceClass, InstalledComponent
+from fleet.domain.records import Device, DeviceClass, DeviceSigner, InstalledComponent
 from fleet.store.errors import NotFound
 from fleet.store.repositories.base import SqlRepository, chunked
+from fleet.store.sqltypes import UtcDateTime
 from fleet.store.tables import DeviceClassRow, DeviceRow, DeviceTagRow, FleetTable
 from schemas import DeviceState
 
@@ -48,6 +49,19 @@ class SqlDeviceRepository(SqlRepository):
         row = self._session.get(DeviceRow, device_id)
         return None if row is None else self._with_tags([row])[0]
 
+    def signers(self, device_ids: Iterable[str]) -> dict[str, DeviceSigner]:
+        """Key, class and last counter of each enrolled device among ``device_ids``:
+        one query per 500 ids, for checking a batch of signed messages."""
+        found: dict[str, DeviceSigner] = {}
+        for chunk in chunked(sorted(set(device_ids))):
+            query = select(
+                DeviceRow.id, DeviceRow.device_class, DeviceRow.public_key_hex,
+                DeviceRow.status_counter,
+            ).where(col(DeviceRow.id).in_(chunk))  # fmt: skip
+            for device_id, device_class, public_key_hex, counter in self._session.exec(query):
+                found[device_id] = DeviceSigner(device_id, device_class, public_key_hex, counter)
+        return found
+
     def find(
         self,
         *,
@@ -75,6 +89,28 @@ class SqlDeviceRepository(SqlRepository):
 
     def accept_counter(self, device_id: str, counter: int, *, seen_at: datetime) -> bool:
         return self._advance(device_id, counter, last_seen=seen_at)
+
+    def accept_counters(self, counters: Mapping[str, tuple[int, datetime]]) -> set[str]:
+        """Advance many devices' counters (``id -> (counter, seen_at)``) where each is above
+        the stored one; the ids that advanced. One ``UPDATE … FROM (VALUES …) RETURNING``
+        per 200 devices, each row still checked-and-set atomically like ``accept_counter``.
+        """
+        advanced: set[str] = set()
+        for chunk in chunked(sorted(counters), 200):
+            rows = ", ".join(f"(:id{i}, :counter{i}, :seen{i})" for i in range(len(chunk)))
+            statement = text(
+                # SQLite names a VALUES list's columns only in a CTE, not in FROM.
+                f"WITH reported(id, counter, seen_at) AS (VALUES {rows}) "
+                "UPDATE device SET status_counter = reported.counter, last_seen = reported.seen_at "
+                "FROM reported WHERE device.id = reported.id "
+                "AND device.status_counter < reported.counter RETURNING device.id"
+            ).bindparams(*(bindparam(f"seen{i}", type_=UtcDateTime) for i in range(len(chunk))))
+            params: dict[str, Any] = {}
+            for i, device_id in enumerate(chunk):
+                counter, seen_at = counters[device_id]
+                params |= {f"id{i}": device_id, f"counter{i}": counter, f"seen{i}": seen_at}
+            advanced.update(self._session.execute(statement, params).scalars())
+        return advanced
 
     def update_reported(
         self,

@@ -7,7 +7,7 @@ exist raises ``NotFound``; a write the database refuses raises a ``Conflict``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from fleet.domain.records import (
     Calibration,
     Device,
     DeviceClass,
+    DeviceSigner,
     DirectorRecord,
     InstalledComponent,
     Release,
@@ -36,6 +37,7 @@ __all__ = [
     "DeviceRepository",
     "DirectorOutbox",
     "ModelCardRepository",
+    "OpenTelemetryRepository",
     "ReleaseRepository",
     "RolloutRepository",
     "StatusEventRepository",
@@ -53,6 +55,8 @@ class DeviceRepository(Protocol):
     def add(self, device: Device) -> None: ...
     def add_many(self, devices: Iterable[Device]) -> None: ...
     def get(self, device_id: str) -> Device | None: ...
+    def signers(self, device_ids: Iterable[str]) -> dict[str, DeviceSigner]: ...
+    def accept_counters(self, counters: Mapping[str, tuple[int, datetime]]) -> set[str]: ...
 
     def find(
         self,
@@ -210,3 +214,21 @@ class TelemetryRepository(Protocol):
     ) -> Sequence[aggregation.Release]: ...
 
     def purge(self, *, before: datetime) -> int: ...
+
+
+class OpenTelemetryRepository(Protocol):
+    def lock(
+        self, keys: Collection[aggregation.AggregateKey]
+    ) -> dict[aggregation.AggregateKey, aggregation.OpenWindow]: ...
+
+    def start(
+        self, aggregate: aggregation.OpenAggregate, *, seconds: int, closes_at: datetime
+    ) -> aggregation.OpenWindow: ...
+
+    def known_tokens(self, window_id: int, tokens: Collection[str]) -> set[str]: ...
+    def save(self, window: aggregation.OpenWindow, new_tokens: Collection[str]) -> None: ...
+    def due(self, now: datetime, *, limit: int = 100) -> list[aggregation.OpenWindow]: ...
+    def drop(self, window_id: int) -> None: ...
+    def alert(self, release_digest: str) -> tuple[bool, int]: ...
+
+    def set_alert(self, release_digest: str, *, open: bool, quiet: int, at: datetime) -> None: ...

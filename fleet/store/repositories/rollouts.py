@@ -43,6 +43,7 @@ _OUTCOMES = (DeviceState.HEALTHY.value, DeviceState.FAILED.value, DeviceState.RO
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     return {
         "on_failure": plan.on_failure.value,
+        "drift_gate": plan.drift_gate,
         "waves": [
             {
                 "percent": w.percent,
@@ -72,6 +73,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
             for w in data["waves"]
         ),
         on_failure=FailurePolicy(data["on_failure"]),
+        drift_gate=data.get("drift_gate", True),  # plans stored before it existed
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import col, delete, select
 
-from fleet.domain.aggregation import AggregateKey, Release, ReleasedHistogram
+from fleet.domain.aggregation import AggregateKey, Release, ReleasedCounter, ReleasedHistogram
 from fleet.store.repositories.base import SqlRepository
 from fleet.store.tables import TelemetryAggregateRow
 from schemas.device import Mechanism
@@ -65,6 +65,10 @@ def _row(released: Release, window_seconds: int, released_at: datetime) -> Telem
             }
             for name, h in released.histograms.items()
         },
+        counters={
+            name: {"count": c.count, "share": c.share, "variance": c.variance}
+            for name, c in released.counters.items()
+        },
         released_at=released_at,
     )
 
@@ -79,10 +83,15 @@ def _release(row: TelemetryAggregateRow) -> Release:
         )
         for name, h in row.histograms.items()
     }
+    counters = {
+        name: ReleasedCounter(int(c["count"]), float(c["share"]), float(c["variance"]))
+        for name, c in (row.counters or {}).items()
+    }
     return Release(
         key,
         Mechanism.model_validate(row.mechanism),
         row.central_epsilon,
         row.reporters,
         histograms,
+        counters,
     )
