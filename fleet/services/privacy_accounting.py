@@ -20,7 +20,13 @@ from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, dec
 from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
 from schemas.privacy import SECONDS_PER_DAY, daily_epsilon, report_epsilon
 
-__all__ = ["PrivacyAccount", "privacy_account", "reports_within_budget"]
+__all__ = [
+    "DevicePrivacy",
+    "PrivacyAccount",
+    "device_privacy",
+    "privacy_account",
+    "reports_within_budget",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,32 @@ def reports_within_budget(epsilon: float, reports_per_day: int, budget: float) -
     while n < reports_per_day and math.fsum([epsilon] * (n + 1)) <= budget:
         n += 1
     return n
+
+
+@dataclass(frozen=True)
+class DevicePrivacy:
+    device_id: str
+    account: PrivacyAccount | None  # of the release it runs; None: it runs none
+    daily_epsilon_bound: float  # the most it can spend in a UTC day on that release
+
+
+def device_privacy(uow: UnitOfWork, blobs: BlobStore, device_id: str) -> DevicePrivacy:
+    """What a device can spend on telemetry per day, from the release it runs.
+
+    An upper bound, not a measurement: the server keeps no record of which devices
+    reported. A device reporting every window spends ``daily_epsilon``; its ledger stops
+    it at ``daily_budget`` (a release swap mid-day keeps the day's spend), so the bound is
+    the smaller. NotFoundError for an unknown device.
+    """
+    with uow:
+        device = uow.devices.get(device_id)
+    if device is None:
+        raise NotFoundError(f"no device {device_id!r}")
+    if device.running_release_digest is None:
+        return DevicePrivacy(device_id, None, 0.0)
+    account = privacy_account(uow, blobs, device.running_release_digest)
+    bound = min(account.daily_epsilon, account.daily_budget)
+    return DevicePrivacy(device_id, account, bound)
 
 
 def privacy_account(uow: UnitOfWork, blobs: BlobStore, release_digest: str) -> PrivacyAccount:

@@ -200,6 +200,10 @@ async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_de
 
     (released,) = await aggregates(fleet)
     assert released["reporters"] == K + 10
+    # the device's whole report: input summaries, confidence, class, latency, counters
+    histograms = released["histograms"]
+    assert isinstance(histograms, dict) and "latency_us" in histograms
+    assert set(released["counters"]) == {"inference_errors", "reboots"}  # type: ignore[arg-type]
     assert released["window_start"].startswith(second.isoformat()[:19])  # type: ignore[union-attr]
 
     stored, lines = table_text(engine), logged()

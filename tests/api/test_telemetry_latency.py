@@ -56,10 +56,10 @@ def store_windows(engine: Engine, digest: str, latency: np.ndarray, windows: int
     for index in range(windows):
         key = AggregateKey(digest, "1.0.0", START + timedelta(minutes=index), "gesture-m4")
         aggregate = OpenAggregate.start(key, MECHANISM, sizes)
-        for device in range(DEVICES):
+        for _ in range(DEVICES):
             raw = {"rms": rng.multinomial(3, P), LATENCY_HISTOGRAM: rng.multinomial(3, latency)}
             noised = {n: privatise(r, MECHANISM, rng, noise).tolist() for n, r in raw.items()}
-            aggregate = aggregate.add(f"t{device}", MECHANISM, noised)
+            aggregate = aggregate.add(MECHANISM, noised)
         with SqlUnitOfWork(make_session_factory(engine)) as uow:
             released = release(aggregate.close(), noise=noise)
             uow.telemetry.add(released, window_seconds=60, released_at=START)

@@ -10,7 +10,7 @@ from typing import Any
 from fleet.domain.records import Role
 from fleet.services.privacy_accounting import reports_within_budget
 from fleet.toolkit.packaged import packaged_thresholds
-from schemas import ComponentKind
+from schemas import ComponentKind, DeviceState
 from schemas.components import Thresholds
 from schemas.device import Mechanism
 from schemas.privacy import (
@@ -21,6 +21,7 @@ from schemas.privacy import (
     report_epsilon,
 )
 from tests.api.support import API, Fleet, problem_of
+from tests.rollout.test_engine import report
 from tests.signer.simulator import START
 
 MECHANISM = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
@@ -133,3 +134,27 @@ async def test_unknown_release_and_release_without_thresholds_are_404(fleet: Fle
 async def test_privacy_needs_a_token(fleet: Fleet) -> None:
     response = await fleet.client.get(f"{API}/telemetry/privacy", params={"release": "ab" * 32})
     assert response.status_code == 401
+
+
+async def test_a_device_shows_what_it_can_spend_on_the_release_it_runs(fleet: Fleet) -> None:
+    thresholds = Thresholds.model_validate_json(packaged_thresholds()).model_copy(
+        update={"privacy": MECHANISM, "window_seconds": WINDOW_SECONDS}
+    )
+    digest, _ = await release_with(fleet, thresholds, "1.0.0")
+    await fleet.enroll("dev-on-it", "dev-idle")
+    report(fleet, ["dev-on-it"], digest, DeviceState.HEALTHY, START)
+    viewer = fleet.auth(Role.VIEWER)
+
+    on_it = await fleet.client.get(f"{API}/devices/dev-on-it/privacy", headers=viewer)
+    assert on_it.status_code == 200, on_it.text
+    body = on_it.json()
+    assert body["running_release"] == digest == body["release"]["release_digest"]
+    # reporting every 70 s window would cost 32 * 1235 a day; its ledger stops it at 768
+    assert body["daily_epsilon_bound"] == min(32.0 * 1235, 768.0) == 768.0
+
+    idle = (await fleet.client.get(f"{API}/devices/dev-idle/privacy", headers=viewer)).json()
+    assert (idle["running_release"], idle["daily_epsilon_bound"], idle["release"]) == (
+        None, 0.0, None
+    )  # fmt: skip
+    missing = await fleet.client.get(f"{API}/devices/nobody/privacy", headers=viewer)
+    assert missing.status_code == 404

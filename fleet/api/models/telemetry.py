@@ -10,12 +10,13 @@ from pydantic import Field
 from fleet.api.models.common import ResponseModel
 from fleet.domain.aggregation import Release
 from fleet.services.drift import WindowDrift
-from fleet.services.privacy_accounting import PrivacyAccount
+from fleet.services.privacy_accounting import DevicePrivacy, PrivacyAccount
 
 __all__ = [
     "AggregateList",
     "AggregatePublic",
     "CounterPublic",
+    "DevicePrivacyPublic",
     "DriftReport",
     "HistogramPublic",
     "MechanismPublic",
@@ -144,6 +145,27 @@ def _finite(epsilon: float) -> float | None:
     return None if math.isinf(epsilon) else epsilon
 
 
+class DevicePrivacyPublic(ResponseModel):
+    """The most a device can spend on telemetry in a UTC day, on the release it runs."""
+
+    device_id: str
+    running_release: str | None
+    daily_epsilon_bound: float | None = Field(
+        description="min(daily_epsilon, daily_budget); null: no local noise (unbounded)"
+    )
+    release: PrivacyAccountPublic | None
+
+    @classmethod
+    def from_privacy(cls, privacy: DevicePrivacy) -> DevicePrivacyPublic:
+        account = privacy.account
+        return cls(
+            device_id=privacy.device_id,
+            running_release=account.release_digest if account else None,
+            daily_epsilon_bound=_finite(privacy.daily_epsilon_bound),
+            release=PrivacyAccountPublic.from_account(account) if account else None,
+        )
+
+
 class PrivacyAccountPublic(ResponseModel):
     """Epsilon a device spends on a release's telemetry (basic composition); null epsilon
     means no local noise (`none`): not locally private, so a device sends nothing."""
@@ -153,10 +175,10 @@ class PrivacyAccountPublic(ResponseModel):
     mechanism: MechanismPublic
     window_seconds: int
     histograms: dict[str, int]  # name -> bins, as Thresholds.histogram_sizes()
-    report_epsilon: float | None  # H * epsilon
+    report_epsilon: float | None  # (H + 1) * epsilon: H histograms and the counters
     reports_per_day: int  # ceil(86400 / window_seconds)
-    daily_epsilon: float | None  # H * epsilon * reports_per_day
-    daily_budget: float  # the budget devices enforce by default
+    daily_epsilon: float | None  # report_epsilon * reports_per_day
+    daily_budget: float  # the budget devices enforce (the thresholds' daily_budget)
     within_budget: bool  # daily_epsilon <= daily_budget: every window is reported
     reports_within_budget: int  # reports a day the budget lets through
 

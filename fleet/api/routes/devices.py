@@ -25,9 +25,11 @@ from fleet.api.models.devices import (
     EnrollmentResult,
     StatusEventPublic,
 )
+from fleet.api.models.telemetry import DevicePrivacyPublic
 from fleet.api.routes import API_PREFIX
 from fleet.services import queries
 from fleet.services.catalog import enroll_devices, set_device_tags
+from fleet.services.privacy_accounting import device_privacy
 
 __all__ = ["router"]
 
@@ -96,6 +98,16 @@ def find(
 def get_one(device_id: DeviceId, context: ContextDep, _: ViewerDep) -> DevicePublic:
     """Reported state, running release and components, presence, director sequence."""
     return DevicePublic.from_record(queries.get_device(context.new_uow(), device_id))
+
+
+@router.get("/{device_id}/privacy", responses=problem_responses(401, 404, 422))
+def privacy(device_id: DeviceId, context: ContextDep, _: ViewerDep) -> DevicePrivacyPublic:
+    """Telemetry privacy of one device: epsilon per day it can spend on the release it
+    runs, at most the budget it enforces (an upper bound; the server keeps no record of
+    which devices reported). 404 for an unknown device, or a release without thresholds."""
+    return DevicePrivacyPublic.from_privacy(
+        device_privacy(context.new_uow(), context.blobs, device_id)
+    )
 
 
 @router.put("/{device_id}/tags", responses=_WRITE_PROBLEMS)
