@@ -4,7 +4,7 @@
 
 A real server (SQLite, in this process) and Mosquitto; DEVICES devices enrolled with
 Ed25519 keys derived from their index. A child process pre-signs one telemetry report
-per device (6 histograms, C = 1, local eps = 4, the exact discrete Laplace law) and
+per device (7 histograms and 2 counters, C = 1, local eps = 4, the exact discrete Laplace law) and
 publishes them as fast as it can from one paho client on the server listener; the
 server ingests them (MQTT → verified → aggregated, counters stored), then the window is
 closed (the server's clock is moved past it) and the aggregate released and stored.
@@ -48,14 +48,17 @@ from fleet.local_setup import create_trust
 from fleet.settings import Settings
 from fleet.transports.embedded_broker import Broker, running_mosquitto
 from schemas.device import Mechanism, TelemetryReport, TelemetryWindow
-from schemas.privacy import privatise, simulated_discrete_laplace
+from schemas.privacy import privatise, privatise_counters, simulated_discrete_laplace
 from signer.keys import SigningKey
 from signer.signing import sign_model
 
 DEVICE_CLASS = "bench-class"
 WINDOW_SECONDS = 3600
 MECHANISM = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
-HISTOGRAMS = {"rms_x": 14, "rms_y": 14, "rms_z": 14, "peak": 14, "confidence": 14, "predicted": 4}
+HISTOGRAMS = {
+    "rms_x": 14, "rms_y": 14, "rms_z": 14, "peak": 14, "confidence": 14, "predicted": 4,
+    "latency_us": 12,
+}  # fmt: skip
 RELEASE = "be" * 32
 
 
@@ -88,6 +91,9 @@ def publish_reports(host: str, port: int, devices: int, start_iso: str) -> None:
             model_version="1.0.0",
             mechanism=MECHANISM,
             histograms=histograms,
+            counters=privatise_counters(
+                {"inference_errors": int(rng.random() < 0.05), "reboots": 0}, MECHANISM, noise
+            ),
         )
         envelope = sign_model(report, [device_key(index)])
         messages.append((telemetry_topic(report.device_id), envelope.to_bytes()))
@@ -230,7 +236,9 @@ def main() -> None:
     devices = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     with tempfile.TemporaryDirectory() as tmp:
         figures = run(Path(tmp), devices)
-    print(f"{devices:,} devices, one signed report each (6 histograms, 74 bins)")
+    bins = sum(HISTOGRAMS.values())
+    print(f"{devices:,} devices, one signed report each "
+          f"({len(HISTOGRAMS)} histograms, {bins} bins, 2 counters)")  # fmt: skip
     print(f"raw broker delivery (plain subscriber): {figures['raw']:,.0f} msg/s")
     print(f"ingested (MQTT → verified → aggregated → counters stored): "
           f"{figures['ingest']:,.0f} reports/s")  # fmt: skip
