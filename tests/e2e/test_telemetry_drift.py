@@ -23,6 +23,12 @@ the test moves forward, so a window takes a few seconds of real time.
 3. A rollout of release C (1.2.0), whose firmware is fine, while the world shifts for
    every device (the same 30 % gain drift on A and C alike): the engine passes the drift
    gate (a shared shift) and starts the 100 % wave.
+
+The engine judges its gates as soon as the canary reported, before the soak ends, and
+the drift gate holds while the new release has no telemetry: each rollout is paused by
+that hold before any window of its canary closes. The test checks that this is the only
+hold so far and resumes it, as an operator would, once the canary's windows are released
+(``judge_after_soak``); if the engine waited for the soak instead, nothing is resumed.
 """
 
 from __future__ import annotations
@@ -267,7 +273,8 @@ async def judge_after_soak(
         client.rollout(rollout_id)
     )
     print(f"{rollout_id}: judged {time.perf_counter() - began:.1f} s after the soak")
-    return client.rollout(rollout_id)
+    judged: dict[str, Any] = client.rollout(rollout_id)
+    return judged
 
 
 async def clean_then_drift(windows: Windows, base_url: str, a: str) -> None:
