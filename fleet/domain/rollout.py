@@ -191,7 +191,7 @@ class Rollout:
             return self, []
         wave = self.plan.waves[self.wave]
         verdict = wave.gates.judge(observations)
-        if verdict is not None:
+        if verdict is not None and not verdict.waiting:
             failed = RolloutEvent(
                 EventKind.GATE_FAILED,
                 now,
@@ -211,8 +211,8 @@ class Rollout:
             return after, [failed, *events]
         assert self.wave_started_at is not None
         soaked = now - self.wave_started_at >= wave.soak
-        if not soaked or not wave.gates.enough_reports(observations):
-            return self, []
+        if not soaked or not wave.gates.enough_reports(observations) or verdict is not None:
+            return self, []  # a waiting gate holds the wave without failing it
         if self.wave + 1 == len(self.plan.waves):
             done = replace(self, status=RolloutStatus.COMPLETED)
             event = RolloutEvent(

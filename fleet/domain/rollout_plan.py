@@ -66,12 +66,16 @@ class WaveObservations:
 class GateVerdict:
     gate: str
     reason: str
+    # True: the gate cannot judge yet (e.g. no telemetry so far). The wave neither fails
+    # nor advances; the gate is asked again at the next tick.
+    waiting: bool = False
 
 
 class Gate(Protocol):
     """An extension point (e.g. drift gates): judge a wave's observations.
 
-    Return None to let the wave pass, or a verdict saying why it must stop.
+    Return None to let the wave pass, a verdict saying why it must stop, or a
+    ``waiting`` verdict while the gate has too little to judge by.
     """
 
     @property
@@ -110,7 +114,8 @@ class Gates:
         return observations.reports >= min(self.min_reports, observations.directed)
 
     def judge(self, observations: WaveObservations) -> GateVerdict | None:
-        """The first gate that fails, or None. Judges only with enough reports."""
+        """The first gate that fails, else the first still waiting, else None. Judges
+        only with enough reports."""
         if not self.enough_reports(observations):
             return None
         reports = observations.reports
@@ -129,11 +134,10 @@ class Gates:
             return GateVerdict(
                 "max_offline_share", f"offline share {offline:.3f} > {self.max_offline_share}"
             )
-        for gate in self.extra:
-            verdict = gate.judge(observations)
-            if verdict is not None:
-                return verdict
-        return None
+        verdicts = [v for gate in self.extra if (v := gate.judge(observations)) is not None]
+        failed = [v for v in verdicts if not v.waiting]
+        ranked = failed or verdicts
+        return ranked[0] if ranked else None
 
 
 @dataclass(frozen=True)

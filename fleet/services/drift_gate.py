@@ -2,8 +2,10 @@
 
 A wave of a rollout is held when the devices on the new release drift from the model
 card's reference while the control cohort — devices of the rollout still on the release
-they ran before, in the same windows — does not (``fleet.domain.drift.gate``). A shift
-both show (a season, a site) does not hold it. Gates in ``extra`` are code, not stored
+they ran before, in the same windows — does not (``fleet.domain.drift.gate``): the wave
+fails its gate. A shift both show (a season, a site) does not hold it. While there is too
+little telemetry to judge, the gate *waits*: the wave neither fails nor advances, so a
+canary is not paused before its first window closes. Gates in ``extra`` are code, not stored
 data: :func:`drift_gates` gives ``tick_rollouts`` one for every wave at each tick. A gate
 reads telemetry through the tick's own unit of work, which is open while it judges (on
 SQLite it holds the write lock: a second unit of work would wait for it and time out).
@@ -35,9 +37,15 @@ class DriftGate:
         verdict = drift_gate_in(self.uow, self.new_release, self.control_release)
         if verdict.verdict is Verdict.PASS:
             return None
+        drifted = [r for r in verdict.reasons if r.code == "drift"]
+        if drifted:
+            detail = "; ".join(f"{r.code}: {r.histogram}: {r.detail}" for r in drifted)
+            return GateVerdict(self.name, detail)
+        # Too little telemetry to judge (none yet, too few reporters, no control in the
+        # same windows): wait for the next windows rather than fail a healthy wave.
         holding = [r for r in verdict.reasons if r.code != "shared_shift"]
         detail = "; ".join(f"{r.code}: {r.histogram}: {r.detail}" for r in holding)
-        return GateVerdict(self.name, detail or "no telemetry for the new release yet")
+        return GateVerdict(self.name, detail or "no telemetry for the new release yet", True)
 
 
 def drift_gates() -> Callable[[UnitOfWork, Rollout], tuple[Gate, ...]]:

@@ -285,4 +285,5 @@ class TelemetryIngest:
                 )
             uow.commit()
         if event is not None:
-            _log.info("drift_alert", event=event.value, release=release_digest, flagged=flagged)
+            # not event=: structlog's first argument is the event
+            _log.info("drift_alert", alert=event.value, release=release_digest, flagged=flagged)

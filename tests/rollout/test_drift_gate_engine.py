@@ -35,6 +35,7 @@ async def _rollout_with_telemetry(
     old_shape: np.ndarray,
     drift_gate: bool = True,
     with_reference: bool = True,
+    windows: int = 3,
 ) -> tuple[dict[str, Any], str, str]:
     """Devices on 1.0.0, a rollout of 1.1.0 (10 % canary, then all) whose canary reports
     healthy, three telemetry windows per release; one engine tick after the soak. Returns
@@ -57,8 +58,8 @@ async def _rollout_with_telemetry(
     report(fleet, DEVICES, old, DeviceState.HEALTHY, START - timedelta(hours=1))
 
     rng = np.random.default_rng(11)
-    store_windows(engine, new, [new_shape] * 3, rng)
-    store_windows(engine, old, [old_shape] * 3, rng)
+    store_windows(engine, new, [new_shape] * windows, rng)
+    store_windows(engine, old, [old_shape] * windows, rng)
 
     rollout_id = await _create(
         fleet, new, plan(10, 100, policy="pause") | {"drift_gate": drift_gate}
@@ -129,3 +130,14 @@ async def test_without_a_reference_for_the_new_model_there_is_no_drift_gate(
     )
     assert (body["status"], body["wave"]) == ("running", 1)
     assert not [e for e in body["events"] if e["kind"] == "gate_failed"]
+
+
+async def test_without_telemetry_yet_the_drift_gate_waits_rather_than_fails(
+    fleet: Fleet, engine: Engine
+) -> None:
+    """A canary reports healthy before its first telemetry window closes: the wave soaks
+    on, neither paused nor advanced, until the gate has windows to judge."""
+    body, _, _ = await _rollout_with_telemetry(fleet, engine, new_shape=P, old_shape=P, windows=0)
+    assert (body["status"], body["wave"]) == ("running", 0)
+    assert not [e for e in body["events"] if e["kind"] == "gate_failed"]
+    assert [w["directed"] for w in body["progress"]] == [4, 0]

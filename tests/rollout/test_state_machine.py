@@ -127,6 +127,43 @@ def test_extra_gates_are_consulted() -> None:
     assert Gates(extra=(Drift(),)).judge(healthy(3)) == GateVerdict("max_drift", "psi 0.4 > 0.2")
 
 
+class Scripted:
+    """An extra gate that answers what the test tells it to."""
+
+    name = "drift"
+
+    def __init__(self, verdict: GateVerdict | None) -> None:
+        self.verdict = verdict
+
+    def judge(self, observations: WaveObservations) -> GateVerdict | None:
+        return self.verdict
+
+
+def test_a_waiting_gate_holds_the_wave_without_failing_it() -> None:
+    waiting = Scripted(GateVerdict("drift", "no telemetry for the new release yet", True))
+    gates = Gates(max_failure_rate=0.1, min_reports=5, extra=(waiting,))
+    waves = tuple(Wave(percent=p, soak=SOAK, gates=gates) for p in (10, 100))
+    running, _ = (
+        Rollout("r1", "a" * 64, Plan(waves, FailurePolicy.ROLLBACK), Target("kws"), 1000, T0)
+        .approve(now=T0, actor="alice")
+    )  # fmt: skip
+    for late in (SOAK, SOAK * 100):
+        assert running.tick(healthy(100), now=T0 + late) == (running, [])
+    # a health gate still fails the wave while the drift gate waits
+    failed, events = running.tick(WaveObservations(directed=100, healthy=50, failed=50), now=T0)
+    assert failed.status is RolloutStatus.ROLLED_BACK
+    assert events[0].detail["gate"] == "max_failure_rate"
+    waiting.verdict = None  # the telemetry arrived and shows no drift
+    advanced, events = running.tick(healthy(100), now=T0 + SOAK * 100)
+    assert advanced.wave == 1 and [e.kind for e in events] == [EventKind.WAVE_STARTED]
+
+
+def test_a_failing_extra_gate_outranks_a_waiting_one() -> None:
+    waiting = Scripted(GateVerdict("drift", "insufficient_data", True))
+    failing = Scripted(GateVerdict("drift", "drift: rms_x"))
+    assert Gates(extra=(waiting, failing)).judge(healthy(3)) == failing.verdict
+
+
 @pytest.mark.parametrize("action", ["approve", "pause", "resume", "abort", "rollback"])
 def test_a_terminal_rollout_refuses_every_action(action: str) -> None:
     aborted, _ = rollout().abort(now=T0, actor="alice")
