@@ -239,6 +239,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             EngineLease(engine),
             clock=clock,
             on_directions_queued=pump.wake,
+            metrics=metrics,
             extra_gates=drift_gates() if settings.telemetry_drift_gate else None,
         ),
     )

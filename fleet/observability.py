@@ -79,6 +79,12 @@ class Metrics:
             "telemetry whose signature verified on CoAP, queued for ingestion",
             registry=r,
         )
+        self.worker_failures = Counter(
+            "fleet_worker_failures",
+            "unexpected errors in a background worker's step (the step is retried)",
+            ["worker"],
+            registry=r,
+        )
         self.telemetry_ingested = Counter(
             "fleet_telemetry_ingested", "telemetry reports added to an aggregate", registry=r
         )

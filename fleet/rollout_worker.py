@@ -14,6 +14,7 @@ from datetime import datetime
 
 import structlog
 
+from fleet.observability import Metrics
 from fleet.services.director import Director
 from fleet.services.rollouts import ExtraGates, tick_rollouts
 from fleet.store import UnitOfWork
@@ -36,10 +37,11 @@ class RolloutEngine(_Worker):
         *,
         clock: Callable[[], datetime],
         on_directions_queued: Callable[[], None],
+        metrics: Metrics,
         interval: float = 0.5,
         extra_gates: ExtraGates | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics)
         self._new_uow = new_uow
         self._director = director
         self._lease = lease

@@ -34,7 +34,8 @@ UowFactory = Callable[[], UnitOfWork]
 class _Worker:
     name = "worker"
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
+        self._failures = metrics.worker_failures.labels(worker=self.name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
@@ -56,6 +57,7 @@ class _Worker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception:
+                self._failures.inc()
                 _log.exception(f"{self.name}_failed")
                 self._stop.wait(1.0)
 
@@ -78,7 +80,7 @@ class OutboxPump(_Worker):
         metrics: Metrics,
         idle_poll: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics)
         self._new_uow = new_uow
         self._publisher = publisher
         self._roots = roots
@@ -119,7 +121,7 @@ class DeviceInbox(_Worker):
         batch_size: int = 500,
         close_every: float = 0.5,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics)
         self._new_uow = new_uow
         self._inbox = inbox
         self._metrics = metrics

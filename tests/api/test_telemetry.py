@@ -20,6 +20,7 @@ from device_sim.inference import Backend, OnDeviceModel
 from device_sim.telemetry import TelemetryRecorder, window_start
 from fleet.domain.records import Role
 from fleet.observability import Metrics
+from fleet.services.status import IncomingMessage
 from fleet.services.telemetry import TelemetryIngest, TelemetryPolicy
 from fleet.toolkit.packaged import packaged_model, packaged_thresholds
 from fleet.toolkit.sensors import Task, generate
@@ -101,6 +102,10 @@ def signed_reports(
         received = start + timedelta(seconds=10)
         messages.append(DeviceMessage("telemetry", reporter.device_id, payload, received))
     return messages
+
+
+def incoming(messages: list[DeviceMessage]) -> list[IncomingMessage]:
+    return [IncomingMessage(m.device_id, m.payload, m.received_at) for m in messages]
 
 
 @pytest.fixture
@@ -203,7 +208,7 @@ async def test_only_windows_with_k_reporters_are_released_and_nothing_names_a_de
     # the device's whole report: input summaries, confidence, class, latency, counters
     histograms = released["histograms"]
     assert isinstance(histograms, dict) and "latency_us" in histograms
-    assert set(released["counters"]) == {"inference_errors", "reboots"}  # type: ignore[arg-type]
+    assert set(released["counters"]) == {"inference_errors", "reboots"}  # type: ignore[call-overload]
     assert released["window_start"].startswith(second.isoformat()[:19])  # type: ignore[union-attr]
 
     stored, lines = table_text(engine), logged()
@@ -225,12 +230,12 @@ async def test_open_windows_survive_a_restart_and_still_refuse_a_second_report(
     reporters = await enroll(fleet, K + 10)
     start = window_start(START, WINDOW_SECONDS)
     clock = Clock(start)
-    reports = signed_reports(reporters, model, start, seed=7)
+    reports = incoming(signed_reports(reporters, model, start, seed=7))
     before = TelemetryIngest(fleet.context.new_uow, clock=clock, policy=TelemetryPolicy(K))
     assert all(o.accepted for o in before.ingest(reports[:30]))
 
     after = TelemetryIngest(fleet.context.new_uow, clock=clock, policy=TelemetryPolicy(K))
-    again = signed_reports(reporters[:1], model, start, seed=8)  # a new counter, same window
+    again = incoming(signed_reports(reporters[:1], model, start, seed=8))  # same window
     outcomes = after.ingest([*reports[30:], *again])
     assert all(o.accepted for o in outcomes[:-1])
     assert outcomes[-1].reason == "duplicate_report"
