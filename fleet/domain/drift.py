@@ -303,6 +303,7 @@ class GateReason:
 class GateVerdict:
     verdict: Verdict
     reasons: tuple[GateReason, ...]
+    windows: int = 0  # windows both cohorts reported in that were judged (at most W)
 
 
 def _reason(decision: Decision, histogram: str, new: str, control: str) -> GateReason | None:

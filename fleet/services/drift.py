@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -223,7 +223,8 @@ def drift_gate_in(
     }
     cohorts = {name: releases for name, releases in cohorts.items() if releases}
     tests = _tests(cohorts, reference, _Nulls(replicates), only=judgeable(reference))
-    return gate(_gate_decision(tests), new="new", control="control")
+    verdict = gate(_gate_decision(tests), new="new", control="control")
+    return replace(verdict, windows=len(recent))
 
 
 def _gate_decision(tests: Sequence[StreamTest]) -> Decision:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleet.domain.drift import Verdict
+from fleet.domain.drift import DEFAULT_WINDOWS, Verdict
 from fleet.domain.rollout import Rollout
 from fleet.domain.rollout_plan import Gate, GateVerdict, WaveObservations
 from fleet.services.drift import drift_gate_in, reference_of
@@ -35,7 +35,7 @@ class DriftGate:
 
     def judge(self, observations: WaveObservations) -> GateVerdict | None:
         verdict = drift_gate_in(self.uow, self.new_release, self.control_release)
-        if verdict.verdict is Verdict.PASS:
+        if verdict.verdict is Verdict.PASS and verdict.windows >= DEFAULT_WINDOWS:
             return None
         drifted = [r for r in verdict.reasons if r.code == "drift"]
         if drifted:
@@ -45,6 +45,9 @@ class DriftGate:
         # same windows): wait for the next windows rather than fail a healthy wave.
         holding = [r for r in verdict.reasons if r.code != "shared_shift"]
         detail = "; ".join(f"{r.code}: {r.histogram}: {r.detail}" for r in holding)
+        if verdict.verdict is Verdict.PASS:
+            # No drift so far, but a wave passes on W windows of evidence, not fewer.
+            detail = f"{verdict.windows} of {DEFAULT_WINDOWS} windows judged so far"
         return GateVerdict(self.name, detail or "no telemetry for the new release yet", True)
 
 

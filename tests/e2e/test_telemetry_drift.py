@@ -24,11 +24,10 @@ the test moves forward, so a window takes a few seconds of real time.
    every device (the same 30 % gain drift on A and C alike): the engine passes the drift
    gate (a shared shift) and starts the 100 % wave.
 
-The engine judges its gates as soon as the canary reported, before the soak ends, and
-the drift gate holds while the new release has no telemetry: each rollout is paused by
-that hold before any window of its canary closes. The test checks that this is the only
-hold so far and resumes it, as an operator would, once the canary's windows are released
-(``judge_after_soak``); if the engine waited for the soak instead, nothing is resumed.
+The canary reports healthy before any of its telemetry windows closes: until then the
+drift gate has nothing to judge and *waits* — the rollout stays running at its canary
+wave, neither paused nor advanced (``judge_after_soak`` checks it). No background worker
+of the server fails along the way (``fleet_worker_failures_total``).
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -92,7 +92,6 @@ CLEAN = FieldConditions()
 CANARY_PERCENT = 20  # 100 devices: k = 50 and enough to see the drift in 3 windows
 CANARY = DEVICES * CANARY_PERCENT // 100
 SOAK = timedelta(minutes=10)  # of the server's clock: longer than the 3 windows judged
-NO_DATA = "no telemetry for the new release yet"  # fleet/services/drift_gate.py
 
 
 def recorders(model: OnDeviceModel, count: int) -> list[TelemetryRecorder]:
@@ -222,13 +221,22 @@ def gate_failures(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in body["events"] if e["kind"] == "gate_failed"]
 
 
-def judged_failures(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gate failures other than the drift gate's "no telemetry yet" hold."""
-    return [e for e in gate_failures(body) if e["detail"]["reason"] != NO_DATA]
+def worker_failures(base_url: str) -> float:
+    text = httpx.get(f"{base_url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fleet_worker_failures_total{")
+    )
 
 
-async def start_canary(client: AdminClient, field: FieldFleet, release: str, name: str) -> str:
-    """Create and approve a rollout of ``release``; wait until its canary runs it."""
+async def start_canary(
+    client: AdminClient, field: FieldFleet, clock: VirtualClock, release: str, name: str
+) -> str:
+    """Create and approve a rollout of ``release``; wait until its canary runs it. Then,
+    past the soak on the server's clock and before any telemetry of the release exists,
+    the drift gate has nothing to judge: the rollout waits at its canary wave — running,
+    no gate failed, nobody else directed — for several engine ticks (every 0.5 s)."""
     ids = [d.device_id for d in field.devices]
     created = client.create_rollout(release, plan(), device_class=DEVICE_CLASS, rollout_id=name)
     assert created["population"] == DEVICES
@@ -244,6 +252,12 @@ async def start_canary(client: AdminClient, field: FieldFleet, release: str, nam
 
     assert await until(installed, timeout=90, interval=0.3), (field.running(), client.rollout(name))
     print(f"{name}: canary of {cut} installed in {time.perf_counter() - began:.1f} s")
+    clock.set(clock() + SOAK + timedelta(seconds=1))
+    for _ in range(8):
+        body = client.rollout(name)
+        assert (body["status"], body["wave"], gate_failures(body)) == ("running", 0, []), body
+        assert [w["directed"] for w in body["progress"]] == [CANARY, 0]
+        await asyncio.sleep(0.25)
     return name
 
 
@@ -253,20 +267,7 @@ async def judge_after_soak(
     """Let the canary's wave soak (on the server's clock) and the engine judge it with the
     telemetry the canary sent; wait until ``done(rollout)``.
 
-    The engine judges gates on every tick once ``min_reports`` devices reported, before
-    the soak ends, and the drift gate holds while the new release has no telemetry: so
-    the rollout was paused by that hold as soon as the canary reported healthy, before
-    any window with the new release closed. Like an operator, resume it once the canary's
-    telemetry is released (resuming restarts the soak).
     """
-    body = client.rollout(rollout_id)
-    if body["status"] == "paused":
-        held = gate_failures(body)
-        assert held and not judged_failures(body), held
-        assert {e["detail"]["gate"] for e in held} == {"drift"}
-        print(f"{rollout_id}: paused before its soak ({NO_DATA}); resumed")
-        client.act_on_rollout(rollout_id, "resume")
-    assert body["status"] in {"running", "paused"}, body
     began = time.perf_counter()
     clock.set(clock() + SOAK + timedelta(seconds=1))
     assert await until(lambda: done(client.rollout(rollout_id)), timeout=120, interval=0.3), (
@@ -301,15 +302,15 @@ async def drifting_release_is_held(
     """Release B mis-scales the sensor: its canary drifts alone; the engine holds the
     rollout at the canary wave. The operator rolls it back to A."""
     started = time.perf_counter()
-    held = await start_canary(client, field, b, "drifting-b")
+    held = await start_canary(client, field, windows.clock, b, "drifting-b")
     canary = set(cohort_order(held, [d.device_id for d in field.devices])[:CANARY])
     await windows.run(3, lambda d: DRIFT if d.running == b else CLEAN)
     detail = await judge_after_soak(
-        client, windows.clock, held, lambda r: bool(judged_failures(r)) or r["wave"] >= 1
+        client, windows.clock, held, lambda r: bool(gate_failures(r)) or r["wave"] >= 1
     )
     assert detail["status"] == "paused", detail
     assert detail["wave"] == 0
-    failed = judged_failures(detail)
+    failed = gate_failures(detail)
     assert len(failed) == 1, failed
     assert failed[0]["wave"] == 0
     assert failed[0]["detail"]["gate"] == "drift"
@@ -333,12 +334,12 @@ async def shared_shift_passes(
     """Release C is fine and the world shifts for every device alike: the engine passes
     the canary wave and directs the rest."""
     started = time.perf_counter()
-    passing = await start_canary(client, field, c, "shared-shift-c")
+    passing = await start_canary(client, field, windows.clock, c, "shared-shift-c")
     await windows.run(3, lambda d: DRIFT)
     detail = await judge_after_soak(client, windows.clock, passing, lambda r: r["wave"] >= 1)
     assert detail["status"] in {"running", "completed"}, detail
     assert detail["wave"] >= 1
-    assert not judged_failures(detail), judged_failures(detail)
+    assert not gate_failures(detail), gate_failures(detail)
     assert [w["directed"] for w in detail["progress"]] == [CANARY, DEVICES - CANARY]
     print(f"C passed its canary under a shared shift: {time.perf_counter() - started:.1f} s")
 
@@ -378,6 +379,7 @@ async def scenario(trust: Trust, broker: Broker, workdir: Path) -> None:
             await drifting_release_is_held(client, field, windows, a, b)
             await shared_shift_passes(client, field, windows, c)
             print(windows.summary())
+            assert worker_failures(base_url) == 0
         finally:
             await field.close()  # wave 1's installs would only slow the check below
         # The gate judged C's and A's telemetry and saw the shift in both cohorts.

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import Engine
 
 from fleet.domain.drift import Verdict
@@ -132,12 +133,15 @@ async def test_without_a_reference_for_the_new_model_there_is_no_drift_gate(
     assert not [e for e in body["events"] if e["kind"] == "gate_failed"]
 
 
-async def test_without_telemetry_yet_the_drift_gate_waits_rather_than_fails(
-    fleet: Fleet, engine: Engine
+@pytest.mark.parametrize("windows", [0, 1, 2])
+async def test_with_fewer_than_w_windows_the_drift_gate_waits_rather_than_fails(
+    fleet: Fleet, engine: Engine, windows: int
 ) -> None:
     """A canary reports healthy before its first telemetry window closes: the wave soaks
-    on, neither paused nor advanced, until the gate has windows to judge."""
-    body, _, _ = await _rollout_with_telemetry(fleet, engine, new_shape=P, old_shape=P, windows=0)
+    on, neither paused nor advanced, until the gate has W = 3 clean windows to pass it."""
+    body, _, _ = await _rollout_with_telemetry(
+        fleet, engine, new_shape=P, old_shape=P, windows=windows
+    )
     assert (body["status"], body["wave"]) == ("running", 0)
     assert not [e for e in body["events"] if e["kind"] == "gate_failed"]
     assert [w["directed"] for w in body["progress"]] == [4, 0]
