@@ -41,10 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.telemetry import telemetry_topic, window_start
-from fleet.app import build_server
 from fleet.client import AdminClient
-from fleet.http_server import serving
-from fleet.local_setup import create_trust
+from fleet.local_setup import create_trust, serve_in_process
 from fleet.settings import Settings
 from fleet.transports.embedded_broker import Broker, running_mosquitto
 from schemas.device import Mechanism, TelemetryReport, TelemetryWindow
@@ -152,13 +150,8 @@ def running_server(workdir: Path, broker: Broker, clock: Callable[[], datetime])
         coap_port=0,
         telemetry_min_reporters=50,
     )
-    server = build_server(settings, clock=clock)
-    server.start()
-    try:
-        with serving(server.api) as base_url:
-            yield base_url
-    finally:
-        server.stop()
+    with serve_in_process(settings, clock=clock) as (_, base_url):
+        yield base_url
 
 
 ADMIN = "tf_" + secrets.token_urlsafe(32)

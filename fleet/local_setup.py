@@ -12,12 +12,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from fleet.app import FleetServer, build_server
+from fleet.app import FleetServer, build_server, utc_now
 from fleet.http_server import serving
 from fleet.settings import Settings
 from schemas import FirmwareDeclaration
@@ -157,6 +158,21 @@ class LocalServer:
 
 
 @contextmanager
+def serve_in_process(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None
+) -> Iterator[tuple[FleetServer, str]]:
+    """``fleet serve`` with ``settings`` in this process, on ``clock`` if given (tests and
+    benches move it); yields the server and its API's base URL, and stops both."""
+    server = build_server(settings, clock=clock or utc_now)
+    server.start()
+    try:
+        with serving(server.api) as base_url:
+            yield server, base_url
+    finally:
+        server.stop()
+
+
+@contextmanager
 def running_server(
     trust: Trust,
     data_dir: Path,
@@ -175,10 +191,5 @@ def running_server(
         bootstrap_admin_token=token,
         coap_port=0,
     )
-    server = build_server(settings)
-    server.start()
-    try:
-        with serving(server.api) as base_url:
-            yield LocalServer(server=server, base_url=base_url, admin_token=token)
-    finally:
-        server.stop()
+    with serve_in_process(settings) as (server, base_url):
+        yield LocalServer(server=server, base_url=base_url, admin_token=token)

@@ -3,49 +3,32 @@ never holds it, so drift reports and the rollout gate never test or name it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import Engine
 
 from fleet.domain.aggregation import AggregateKey, OpenAggregate, release
 from fleet.domain.drift import Verdict
-from fleet.domain.model_card import ModelReference, ReferenceHistogram
 from fleet.services.drift import assess_release, drift_gate
 from fleet.store import SqlUnitOfWork
 from fleet.store.db import make_session_factory
 from schemas.components import DEFAULT_LATENCY_BINS, LATENCY_HISTOGRAM
-from schemas.device import Mechanism
 from schemas.privacy import privatise, simulated_discrete_laplace
+from tests.api.test_telemetry_drift import (
+    BINS,
+    CONTROL,
+    DEVICES,
+    MECHANISM,
+    NEW,
+    START,
+    P,
+    reference,
+)
 
-MECHANISM = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)
-DEVICES = 300
-BINS = 12
 LATENCY_BINS = DEFAULT_LATENCY_BINS.bin_count
-NEW, CONTROL = "aa" * 32, "cc" * 32
-START = datetime(2026, 11, 23, 10, tzinfo=UTC)
-P = np.exp(-0.5 * ((np.arange(BINS) - 5.5) / 2.0) ** 2)
-P /= P.sum()
 FAST = np.eye(LATENCY_BINS)[2]  # every invoke in [100, 200) us
 SLOW = np.eye(LATENCY_BINS)[8]  # every invoke in [10, 20) ms: a 100x regression
-
-
-def reference() -> ModelReference:
-    counts = np.random.default_rng(7).multinomial(20_000, P)
-    return ModelReference(
-        task="toy",
-        seed=0,
-        size=20_000,
-        model_sha256="ee" * 32,
-        float_accuracy=1.0,
-        int8_accuracy=1.0,
-        histograms={
-            "rms": ReferenceHistogram(
-                counts=tuple(int(c) for c in counts),
-                proportions=tuple(float(c) / 20_000 for c in counts),
-            )
-        },
-    )
 
 
 def store_windows(engine: Engine, digest: str, latency: np.ndarray, windows: int) -> None:

@@ -34,9 +34,7 @@ from device_sim.mqtt_link import DeviceLink, MqttHub
 from device_sim.state import Slot, StateStore, provision
 from device_sim.telemetry import TelemetryRecorder, report_window
 from device_sim.wire import status_topic
-from fleet.app import build_server
-from fleet.http_server import serving
-from fleet.local_setup import Trust
+from fleet.local_setup import Trust, serve_in_process
 from fleet.settings import Settings
 from fleet.toolkit.sensors import FieldConditions, Task, generate
 from fleet.transports.embedded_broker import Broker
@@ -86,13 +84,8 @@ def running_server(
         telemetry_grace_seconds=grace,
         telemetry_drift_gate=True,
     )
-    server = build_server(settings, clock=clock)
-    server.start()
-    try:
-        with serving(server.api) as base_url:
-            yield base_url
-    finally:
-        server.stop()
+    with serve_in_process(settings, clock=clock) as (_, base_url):
+        yield base_url
 
 
 def metric(base_url: str, name: str) -> float:
