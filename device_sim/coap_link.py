@@ -1,4 +1,4 @@
-"""The device's CoAP side (DESIGN.md §3): observe ``/m/{id}``, Block2 from ``/a/{sha}``,
+"""The device's CoAP side (docs/protocol.md §2): observe ``/m/{id}``, Block2 from ``/a/{sha}``,
 status to ``/s/{id}``; one aiocoap client context (one UDP socket) per device.
 
 - **Desired state.** ``GET /m/{id}`` with Observe; every notification's Delivery (aiocoap

@@ -69,7 +69,7 @@ Int8s = npt.NDArray[np.int8]
 Float32s = npt.NDArray[np.float32]
 
 # Headroom over what TFLM's recording allocator reports, tried in turn: kernels' Prepare
-# temporaries share the head and are not in the report (DESIGN §6). A fully connected
+# temporaries share the head and are not in the report (docs/models.md). A fully connected
 # autoencoder of ~6.4 KB reported needs ~1.5x, a small Conv1D ~1.1x.
 ARENA_MARGINS = (1.25, 1.5, 2.0, 3.0)
 _PROBE_ARENA = 1024 * 1024

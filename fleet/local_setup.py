@@ -47,7 +47,7 @@ def run_tool(tool: str, *args: str | Path, cwd: Path | None = None) -> str:
 
 @dataclass(frozen=True)
 class Trust:
-    """The offline side: key files and the signed root (DESIGN.md §2)."""
+    """The offline side: key files and the signed root (docs/architecture.md §2)."""
 
     keys: Path
     root: Path

@@ -1,4 +1,4 @@
-"""The device-side privacy mechanism for telemetry, and its accounting (DESIGN §5).
+"""The device-side privacy mechanism for telemetry, and its accounting (docs/architecture.md §6).
 
 Pure: no IO, randomness injected. Every formula is in ``docs/telemetry.md``.
 

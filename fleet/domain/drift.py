@@ -1,4 +1,4 @@
-"""Noise-aware drift detection on released cohort histograms (DESIGN §5).
+"""Noise-aware drift detection on released cohort histograms (docs/architecture.md §6).
 
 Pure: no IO, randomness injected. Every formula is in ``docs/telemetry.md``.
 

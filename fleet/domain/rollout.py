@@ -1,4 +1,4 @@
-"""The staged rollout state machine (DESIGN.md §4): pure, time injected, events out.
+"""The staged rollout state machine (docs/architecture.md §5): pure, time injected, events out.
 
 A ``Rollout`` is an immutable value. Operator actions (``approve``, ``pause``,
 ``resume``, ``abort``, ``rollback``) and the engine's ``tick`` (time passed, devices

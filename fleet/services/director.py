@@ -1,4 +1,4 @@
-"""The director: per-device manifests signed online (DESIGN.md §2).
+"""The director: per-device manifests signed online (docs/architecture.md §2).
 
 Building and signing are pure; the caller allocates the sequence inside its transaction
 and stores the envelope in the outbox before anything is published.

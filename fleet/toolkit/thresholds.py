@@ -30,7 +30,7 @@ __all__ = [
     "thresholds_bytes",
 ]
 
-# A moderate local epsilon (DESIGN §5: 4-8) and a cap of one count per histogram per
+# A moderate local epsilon (4-8, docs/telemetry.md §3) and a cap of one count per histogram per
 # window: the least noise per count, and the only cap for which the drift detector's
 # simulated null stays exact when devices differ (docs/telemetry.md §13).
 DEFAULT_PRIVACY = Mechanism(name="discrete_laplace", epsilon=4.0, cap=1)

@@ -1,4 +1,4 @@
-"""The fleet's CoAP binding (DESIGN.md §3): resources over services, routed by a Site.
+"""The fleet's CoAP binding (docs/protocol.md §2): resources over services, routed by a Site.
 
 ==============  =====================================================================
 ``GET /m/{id}``  Observe; the device's current Delivery (the bytes MQTT retains on

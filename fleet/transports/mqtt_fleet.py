@@ -1,4 +1,4 @@
-"""The fleet's MQTT binding (DESIGN.md §3): topics ⇄ service ports.
+"""The fleet's MQTT binding (docs/protocol.md §2): topics ⇄ service ports.
 
 Inbound device messages are parsed from their topic and queued for the ingest worker;
 nothing here touches the database. Several replicas share the device topics through an

@@ -1,7 +1,7 @@
 """Artifacts: content-addressed blobs, uploaded by operators and downloaded by devices.
 
 Downloads need no token: an artifact is trusted because a signed release names its
-sha256 and length, never because of where it came from (DESIGN.md §2).
+sha256 and length, never because of where it came from (docs/architecture.md §2).
 """
 
 from __future__ import annotations
