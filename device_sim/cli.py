@@ -36,6 +36,7 @@ from device_sim.fleet import (
     load_enrollment,
     with_coap_share,
 )
+from device_sim.wire import SERVER_API_PREFIX
 from schemas.common import DeviceId, Name
 from signer.errors import Refusal
 from signer.fileio import InputError, read_envelope
@@ -136,10 +137,12 @@ def _mqtt_endpoint(url: str) -> tuple[str, int]:
 
 
 def _http_base(url: str) -> str:
+    """A server's URL (no path) gets the admin API's prefix; a URL with a path is a mirror."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--http {url!r}: expected http://host:port")
-    return url.rstrip("/")
+    base = url.rstrip("/")
+    return base if parts.path.strip("/") else f"{base}{SERVER_API_PREFIX}"
 
 
 def _coap_uri(url: str | None, share: float) -> str | None:
@@ -207,7 +210,14 @@ def run(
     keys_dir: Annotated[Path, typer.Option("--keys", help="A `fleet-sim keys` directory.")],
     root: Annotated[Path, typer.Option("--root", help="Root envelope to pin (root.json).")],
     mqtt: Annotated[str, typer.Option("--mqtt", help="Broker: mqtt://host:port.")],
-    http: Annotated[str, typer.Option("--http", help="Artifact server: http://host:port.")],
+    http: Annotated[
+        str,
+        typer.Option(
+            "--http",
+            help="The tinyfleet server (http://host:port; devices fetch from /api/v1/artifacts),"
+            " or a mirror's base URL with its path (http://cdn/fw: /fw/artifacts).",
+        ),
+    ],
     devices: Annotated[int | None, typer.Option("--devices", min=1, help="First N.")] = None,
     coap: Annotated[
         str | None, typer.Option("--coap", help="CoAP server: coap://host:port.")

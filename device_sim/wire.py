@@ -1,4 +1,4 @@
-"""The device's side of the wire contract (DESIGN.md §3), written down once.
+"""The device's side of the wire contract (docs/protocol.md §2), written down once.
 
 MQTT (v5, paho-mqtt 2.x with ``CallbackAPIVersion.VERSION2``):
 
@@ -52,6 +52,7 @@ __all__ = [
     "OFFLINE",
     "ONLINE",
     "QOS",
+    "SERVER_API_PREFIX",
     "SERVER_USERNAME",
     "artifact_url",
     "desired_topic",
@@ -79,6 +80,10 @@ def status_topic(device_id: str) -> str:
 
 def online_topic(device_id: str) -> str:
     return f"tf/d/{device_id}/online"
+
+
+# Where a tinyfleet server serves artifacts (``{server}/api/v1/artifacts/{sha256}``).
+SERVER_API_PREFIX = "/api/v1"
 
 
 def artifact_url(http_base: str, sha256: str) -> str:

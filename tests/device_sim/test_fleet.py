@@ -8,12 +8,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from device_sim.cli import app
+from device_sim.cli import _http_base, app
 from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
 from fleet.transports.embedded_broker import Broker
 from schemas import DeviceState, StatusReport
+from signer.fileio import InputError
 from signer.keys import load_public_key
 from tests.device_sim.conftest import FAST_RETRIES
 from tests.device_sim.director import START, Director, ServerClient
@@ -123,3 +125,23 @@ def test_run_exits_nonzero_when_the_target_is_not_reached_in_time(
 def test_fleet_view_counts_devices_that_never_reported() -> None:
     view = FleetView(total=3)
     assert view.counts() == {"unreported": 3}
+
+
+@pytest.mark.parametrize(
+    ("given", "devices_fetch_from"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/api/v1"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/api/v1"),
+        ("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/api/v1"),
+        ("https://cdn.example/fw/", "https://cdn.example/fw"),
+    ],
+)
+def test_http_option_takes_the_server_url_and_finds_the_api_itself(
+    given: str, devices_fetch_from: str
+) -> None:
+    assert _http_base(given) == devices_fetch_from
+
+
+def test_http_option_refuses_what_is_not_an_http_url() -> None:
+    with pytest.raises(InputError, match="expected http://host:port"):
+        _http_base("ftp://127.0.0.1:8080")

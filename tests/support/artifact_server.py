@@ -29,7 +29,8 @@ from types import TracebackType
 
 __all__ = ["ArtifactServer", "Request"]
 
-_PATH = re.compile(r"^/artifacts/([0-9a-f]{64})$")
+# Also under the admin API's prefix, where `fleet-sim run --http http://host:port` looks.
+_PATH = re.compile(r"^(?:/api/v1)?/artifacts/([0-9a-f]{64})$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
