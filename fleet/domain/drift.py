@@ -29,6 +29,7 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import false_discovery_control
 
 from fleet.domain.drift_size import (
     debiased,
@@ -222,17 +223,15 @@ def assess_stream(
 
 
 def benjamini_hochberg(p_values: Sequence[float], q: float) -> tuple[bool, ...]:
-    """Reject the ``k`` smallest p-values, ``k = max{i : p_(i) <= i q / m}``."""
-    m = len(p_values)
-    if m == 0:
+    """Reject the ``k`` smallest p-values, ``k = max{i : p_(i) <= i q / m}`` (step-up).
+
+    SciPy's BH-adjusted p-values are ``<= q`` exactly for those; it does the sort and the
+    running minimum.
+    """
+    if not p_values:
         return ()
-    order = np.argsort(p_values, kind="stable")
-    ranked = np.asarray(p_values, dtype=np.float64)[order]
-    passing = np.flatnonzero(ranked <= q * np.arange(1, m + 1) / m)
-    rejected = np.zeros(m, dtype=bool)
-    if passing.size:
-        rejected[order[: passing[-1] + 1]] = True
-    return tuple(bool(r) for r in rejected)
+    adjusted = false_discovery_control(np.asarray(p_values, dtype=np.float64), method="bh")
+    return tuple(bool(a <= q) for a in adjusted)
 
 
 @dataclass(frozen=True)

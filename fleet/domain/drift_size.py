@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy.spatial.distance import jensenshannon
 
 __all__ = [
     "PSI_ALERT",
@@ -53,11 +54,13 @@ def psi(reference: npt.ArrayLike, current: npt.ArrayLike) -> Floats:
 
 def js_divergence(reference: npt.ArrayLike, current: npt.ArrayLike) -> Floats:
     """Jensen-Shannon divergence in bits; its square root is the JS distance (0 to 1)."""
-    r, c = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
-    m = (r + c) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(r > 0, r * np.log2(r / m), 0.0) + np.where(c > 0, c * np.log2(c / m), 0.0)
-    value: Floats = np.sum(terms, axis=-1) / 2.0
+    js_distance = jensenshannon(
+        np.asarray(reference, dtype=np.float64),
+        np.asarray(current, dtype=np.float64),
+        base=2.0,
+        axis=-1,
+    )
+    value: Floats = np.square(js_distance)
     return value
 
 

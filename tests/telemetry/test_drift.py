@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -130,13 +132,23 @@ def test_benjamini_hochberg_hand_example() -> None:
     assert benjamini_hochberg([], 0.05) == ()
 
 
+def _step_up(p: list[float], q: float) -> tuple[bool, ...]:
+    """BH by definition, in exact rationals: reject the k smallest, k = max{i: p_(i) <= iq/m}."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    passing = [rank for rank, i in enumerate(order, 1) if Fraction(p[i]) <= Fraction(q) * rank / m]
+    k = max(passing, default=0)
+    rejected = set(order[:k])
+    return tuple(i in rejected for i in range(m))
+
+
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30), st.floats(0.001, 0.5))
-def test_benjamini_hochberg_matches_scipys_adjusted_p_values(p: list[float], q: float) -> None:
-    adjusted = false_discovery_control(p, method="bh")
-    expected = tuple(bool(a <= q) for a in adjusted)
+def test_benjamini_hochberg_is_the_step_up_rule(p: list[float], q: float) -> None:
     ours = benjamini_hochberg(p, q)
-    # scipy's adjustment is floating-point; only a value on the boundary may differ
-    mismatched = [i for i, (a, b) in enumerate(zip(ours, expected, strict=True)) if a != b]
+    exact = _step_up(p, q)
+    adjusted = false_discovery_control(p, method="bh")
+    # the adjustment is floating-point; only a value on the boundary may differ
+    mismatched = [i for i, (a, b) in enumerate(zip(ours, exact, strict=True)) if a != b]
     assert all(abs(adjusted[i] - q) < 1e-12 for i in mismatched)
 
 
