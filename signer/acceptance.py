@@ -1,4 +1,4 @@
-"""The device-side acceptance rules (docs/architecture.md §2) as pure functions over immutable state.
+"""Device-side acceptance rules (docs/architecture.md §2): pure functions over immutable state.
 
 ``accept_update`` takes what a device has stored, what it received and the time, and
 returns the update to install plus the state to persist, or raises a ``Refusal``. It

@@ -217,7 +217,7 @@ class ApiTokenRow(FleetTable, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
-# -- staged rollouts (docs/architecture.md §5; fleet/domain/rollout.py) ------------------------------
+# -- staged rollouts (docs/architecture.md §5; fleet/domain/rollout.py) ----------------------
 
 
 class RolloutRow(FleetTable, table=True):

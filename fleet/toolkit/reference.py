@@ -1,4 +1,4 @@
-"""Reference histograms for drift (docs/architecture.md §6), from the quantised model on held-out data.
+"""Reference histograms for drift (docs/architecture.md §6), from the int8 model on held-out data.
 
 The reference set runs through the int8 model as LiteRT runs it, and what a device
 histograms is counted here the same way: the input summaries of each window
