@@ -10,15 +10,18 @@ multipliers, the ``TfLiteTensor`` views of inputs and outputs).
   ``i + 1``, outputs live to the last scope.
 - :func:`plan_greedy` reproduces ``GreedyMemoryPlanner``: buffers sorted largest first,
   each placed at the lowest offset that overlaps no placed buffer alive at the same time.
-- :class:`TflmOverheads` states the margins taken for the tail and for kernels'
-  ``Prepare`` temporaries; they are estimates, not a reproduction, because kernels
-  choose their own data.
+- :class:`TflmOverheads` holds the sizes of what TFLM's allocator puts in the arena
+  besides activations (its own objects, per-tensor and per-operator structs, kernels'
+  data, ``Prepare`` and planning temporaries), and :func:`estimate_arena` adds them up
+  phase by phase the way ``MicroAllocator`` and ``MicroInterpreter::AllocateTensors``
+  allocate them. Kernel data is per kernel: listed kernels carry their real sizes,
+  others a bound.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -26,8 +29,10 @@ __all__ = [
     "HOST_64BIT",
     "ArenaPlan",
     "Buffer",
+    "OperatorDemand",
     "TflmOverheads",
     "align_up",
+    "estimate_arena",
     "plan_greedy",
     "tflm_lifetimes",
 ]
@@ -143,70 +148,235 @@ def tflm_lifetimes(
 
 
 @dataclass(frozen=True, slots=True)
-class TflmOverheads:
-    """Arena bytes TFLM takes beyond the activation plan, per structure.
+class OperatorDemand:
+    """What one operator's kernel asks of the arena, as read from the model.
 
-    Two phases share the head region: while kernels run ``Prepare`` the head holds
-    temporary ``TfLiteTensor`` views of one operator's tensors (with a zero-point array
-    per quantised tensor); afterwards it holds the activation plan. The tail holds what
-    persists. ``HOST_64BIT`` is calibrated on tflite-micro's 64-bit host build, whose
-    structs hold 8-byte pointers: on a 32-bit MCU the same model needs less, so these
-    margins err on the safe side there. Scratch buffers that optimised kernels (e.g.
-    CMSIS-NN) request are not included.
+    ``tensor_channels`` has one entry per tensor the kernel views while it prepares
+    (its inputs and outputs): the number of quantisation parameters, 0 if unquantised.
+    ``requantized_channels`` is the length of the int32 multiplier and shift arrays the
+    conv-family kernels keep (0: none). ``scratch`` is the bytes of each scratch buffer
+    the kernel requests; TFLM plans those in the head, alive while the operator runs.
+    """
+
+    kind: str
+    tensor_channels: tuple[int, ...] = ()
+    requantized_channels: int = 0
+    scratch: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TflmOverheads:
+    """The sizes TFLM's allocator works with, beyond the activations themselves.
+
+    The arena holds two regions. The *tail* grows down from the end and keeps what
+    persists: the allocator and planner objects, a ``TfLiteEvalTensor`` per tensor, a
+    ``NodeAndRegistration`` per operator, each operator's parsed options and kernel
+    data (``OpData``, per-channel multiplier and shift arrays), a handle per scratch
+    buffer, the persistent ``TfLiteTensor`` of each graph input and output, variable
+    tensors. The *head* grows up from the start and holds, one phase after the other:
+    while each kernel prepares, the scratch-buffer requests and temporary
+    ``TfLiteTensor`` views of its tensors; while the plan is made, an
+    ``AllocationInfo`` per tensor and the planner's lists; then the activation plan.
+    The arena needs the largest head phase plus the tail.
+
+    Every persistent allocation is aligned: 16 bytes for kernel data
+    (``MicroArenaBufferAlignment``), the struct's own alignment for the rest; each group
+    is rounded up to 16 here, so the sum bounds the padding.
     """
 
     base_bytes: int
-    per_tensor_bytes: int
-    per_operator_bytes: int
-    per_io_tensor_bytes: int
-    per_channel_bytes: int
-    temp_tensor_bytes: int
-    temp_quantization_bytes: int
-    temp_zero_point_bytes: int
+    eval_tensor_bytes: int
+    node_bytes: int
+    tensor_bytes: int
+    quantization_bytes: int
+    int_bytes: int
+    pointer_bytes: int
+    scratch_request_bytes: int
+    scratch_requests_per_op: int
+    allocation_info_bytes: int
+    planner_bytes_per_buffer: int
+    op_data: Mapping[str, int]
+    default_op_data: int
+    builtin_data: Mapping[str, int]
+    default_builtin_data: int
 
     def tail(
         self,
         *,
-        tensors: int,
-        operators: int,
-        io_tensors: int,
-        requantized_channels: int,
+        tensor_count: int,
+        operators: Sequence[OperatorDemand],
+        inputs: Sequence[int],
+        outputs: Sequence[int],
         variable_bytes: int,
     ) -> int:
-        """Persistent bytes; ``variable_bytes`` (variable tensors) persist too."""
-        return align_up(
-            self.base_bytes
-            + self.per_tensor_bytes * tensors
-            + self.per_operator_bytes * operators
-            + self.per_io_tensor_bytes * io_tensors
-            + self.per_channel_bytes * requantized_channels
+        """Persistent bytes. ``inputs``/``outputs``: quantisation parameters per graph
+        input and output; ``variable_bytes``: variable tensors, each aligned."""
+        options = sum(
+            align_up(self.builtin_data.get(op.kind, self.default_builtin_data), 4)
+            for op in operators
+        )
+        kernels = sum(self._kernel_bytes(op) for op in operators)
+        handles = self.pointer_bytes * sum(len(op.scratch) for op in operators)
+        graph_io = (
+            align_up(self.pointer_bytes * len(inputs))
+            + align_up(self.pointer_bytes * len(outputs))
+            + sum(self._tensor_view(channels) for channels in (*inputs, *outputs))
+        )
+        return (
+            align_up(self.base_bytes)
+            + align_up(self.eval_tensor_bytes * tensor_count)
+            + align_up(self.node_bytes * len(operators))
+            + align_up(options)
+            + kernels
+            + align_up(handles)
+            + align_up(graph_io)
             + variable_bytes
+            # An arena whose start or end is not 16-byte aligned loses up to 15 bytes.
+            + ARENA_ALIGNMENT
         )
 
-    def prepare(self, quantization_channels: Iterable[int]) -> int:
-        """Temporary bytes while one operator prepares, given each of its tensors'
-        number of quantisation parameters (0 for an unquantised tensor)."""
-        return align_up(
-            sum(
-                self.temp_tensor_bytes
-                + (self.temp_quantization_bytes + self.temp_zero_point_bytes * n if n else 0)
-                for n in quantization_channels
-            )
-        )
+    def prepare(self, operator: OperatorDemand, earlier_scratch: int) -> int:
+        """Head bytes while ``operator`` prepares, after ``earlier_scratch`` requests."""
+        requests = self.scratch_request_bytes * (earlier_scratch + self.scratch_requests_per_op)
+        views = sum(self._tensor_view(channels) for channels in operator.tensor_channels)
+        return align_up(requests) + align_up(views)
+
+    def planning(self, *, tensor_count: int, planned_buffers: int, scratch_count: int) -> int:
+        """Head bytes while TFLM builds the memory plan."""
+        requests = self.scratch_request_bytes * (scratch_count + self.scratch_requests_per_op)
+        info = self.allocation_info_bytes * (tensor_count + scratch_count)
+        lists = self.planner_bytes_per_buffer * (planned_buffers + scratch_count)
+        return align_up(requests) + align_up(info) + align_up(lists)
+
+    def _kernel_bytes(self, operator: OperatorDemand) -> int:
+        data = align_up(self.op_data.get(operator.kind, self.default_op_data))
+        if operator.requantized_channels:
+            data += 2 * align_up(self.int_bytes * operator.requantized_channels)
+        return data
+
+    def _tensor_view(self, channels: int) -> int:
+        """A ``TfLiteTensor`` and, when quantised, its parameters and zero points."""
+        if not channels:
+            return self.tensor_bytes
+        zero_points = self.int_bytes * (1 + channels)
+        return align_up(self.tensor_bytes + self.quantization_bytes + zero_points, 8)
 
 
-# Persistent: TfLiteEvalTensor 24 B per tensor; NodeAndRegistration 64 B + kernel op data
-# and parsed builtin options ~48 B per operator; TfLiteTensor 64 B + quantisation 32 B
-# per graph input/output; an int32 multiplier and shift (8 B) per output channel of
-# conv/dense kernels; ~800 B of interpreter bookkeeping. Temporary: TfLiteTensor 64 B,
-# TfLiteAffineQuantization + array header 28 B, int32 zero point 4 B per channel.
+def estimate_arena(
+    *,
+    tensor_count: int,
+    planned: Sequence[Buffer],
+    operators: Sequence[OperatorDemand],
+    inputs: Sequence[int],
+    outputs: Sequence[int],
+    variable_bytes: int,
+    overheads: TflmOverheads,
+) -> tuple[int, int, int]:
+    """(head, temporaries, tail): the activation plan with the operators' scratch
+    buffers, the largest head phase before the plan (Prepare or planning), and the
+    persistent tail. ``planned`` are the tensors TFLM plans, in tensor order, with
+    ``tflm_lifetimes``; operator ``i`` runs in scope ``i + 1``."""
+    scratch = [
+        Buffer(align_up(size), scope, scope)
+        for scope, op in enumerate(operators, start=1)
+        for size in op.scratch
+    ]
+    head = plan_greedy([*planned, *scratch]).head_bytes
+    earlier = 0
+    temporaries = overheads.planning(
+        tensor_count=tensor_count, planned_buffers=len(planned), scratch_count=len(scratch)
+    )
+    for op in operators:
+        temporaries = max(temporaries, overheads.prepare(op, earlier))
+        earlier += len(op.scratch)
+    tail = overheads.tail(
+        tensor_count=tensor_count,
+        operators=operators,
+        inputs=inputs,
+        outputs=outputs,
+        variable_bytes=variable_bytes,
+    )
+    return head, temporaries, tail
+
+
+# Calibrated on the 64-bit host build of tflite-micro (the ``tflite_micro`` Python
+# runtime, its RecordingMicroAllocator, compression support on); struct sizes are
+# sizeof() there. On a 32-bit MCU pointers are half as wide and the allocator is the
+# plain MicroAllocator, so the same model needs less: these err on the safe side.
+#   base: RecordingSingleArenaBufferAllocator 104, GreedyMemoryPlanner 72,
+#         RecordingMicroAllocator 272, MicroBuiltinDataAllocator 16, SubgraphAllocations 24
+#   op_data: the kernel's OpData (OpDataConv 80, OpDataFullyConnected 72, SoftmaxParams
+#         80, StridedSliceParams 84, ...); ops with none are 0; unlisted ops get 128,
+#         more than any listed kernel. Kernels that keep tables (int16 softmax, LSTM,
+#         SVDF) need more than that and are not modelled.
+#   builtin_data: the parsed options struct (TfLiteConvParams 28, TfLitePoolParams 40,
+#         ...); unlisted ops get 40, the largest listed.
+_CONV_FAMILY = ("CONV_2D", "DEPTHWISE_CONV_2D")
+_REDUCERS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD")
+_POOLS = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
+_NO_OP_DATA = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE", "SHAPE", "PACK", "UNPACK")
+_NO_OPTIONS = ("EXPAND_DIMS", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH", "RELU", "RELU6")
 HOST_64BIT = TflmOverheads(
-    base_bytes=800,
-    per_tensor_bytes=24,
-    per_operator_bytes=112,
-    per_io_tensor_bytes=96,
-    per_channel_bytes=8,
-    temp_tensor_bytes=64,
-    temp_quantization_bytes=28,
-    temp_zero_point_bytes=4,
+    base_bytes=104 + 72 + 272 + 16 + 24,
+    eval_tensor_bytes=24,
+    node_bytes=64,
+    tensor_bytes=64,
+    quantization_bytes=24,
+    int_bytes=4,
+    pointer_bytes=8,
+    scratch_request_bytes=16,
+    scratch_requests_per_op=12,
+    allocation_info_bytes=32,
+    planner_bytes_per_buffer=40,
+    op_data={
+        **dict.fromkeys(_CONV_FAMILY, 80),
+        "FULLY_CONNECTED": 72,
+        **dict.fromkeys(_REDUCERS, 44),
+        **dict.fromkeys(_POOLS, 32),
+        "SOFTMAX": 80,
+        "STRIDED_SLICE": 84,
+        "ADD": 64,
+        "SUB": 64,
+        "MUL": 36,
+        "QUANTIZE": 32,
+        "DEQUANTIZE": 32,
+        "LOGISTIC": 16,
+        "TANH": 16,
+        "RELU": 28,
+        "RELU6": 8,
+        "LEAKY_RELU": 24,
+        "HARD_SWISH": 20,
+        "PAD": 56,
+        "PADV2": 56,
+        "CONCATENATION": 48,
+        **dict.fromkeys(_NO_OP_DATA, 0),
+    },
+    default_op_data=128,
+    builtin_data={
+        **dict.fromkeys(_CONV_FAMILY, 28),
+        "FULLY_CONNECTED": 32,
+        **dict.fromkeys(_REDUCERS, 1),
+        **dict.fromkeys(_POOLS, 40),
+        "SOFTMAX": 4,
+        "RESHAPE": 36,
+        "STRIDED_SLICE": 24,
+        "PACK": 8,
+        "SHAPE": 4,
+        "ADD": 8,
+        "SUB": 8,
+        "MUL": 4,
+        "CONCATENATION": 8,
+        "SQUEEZE": 36,
+        "TRANSPOSE_CONV": 20,
+        "SPLIT": 4,
+        "UNPACK": 8,
+        "GATHER": 8,
+        "LEAKY_RELU": 4,
+        "PAD": 1,
+        "PADV2": 1,
+        "TRANSPOSE": 1,
+        "RESIZE_BILINEAR": 2,
+        **dict.fromkeys(_NO_OPTIONS, 0),
+    },
+    default_builtin_data=40,
 )

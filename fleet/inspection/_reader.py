@@ -198,19 +198,25 @@ def _read_tensor(
 
 
 def _check_static_shape(label: str, shape: tuple[int, ...], signature: tuple[int, ...]) -> None:
+    """TFLM plans and runs ``shape``; ``shape_signature`` only records what was left open.
+
+    The standard converter writes ``[-1, ...]`` as the signature of a Keras ``Input``
+    without a batch size and ``[1, ...]`` as the shape: that runs with batch 1. A
+    negative dimension in ``shape`` itself has no size to plan.
+    """
     if len(signature) != len(shape):
         raise ModelRejected(
             RejectCode.MALFORMED,
             f"{label} has shape {list(shape)} but shape_signature {list(signature)}",
         )
-    for dims, field in ((shape, "shape"), (signature, "shape_signature")):
-        negative = [axis for axis, dim in enumerate(dims) if dim < 0]
-        if negative:
-            raise ModelRejected(
-                RejectCode.DYNAMIC_SHAPE,
-                f"{label} has {field} {list(dims)}: dimension {negative[0]} is dynamic; "
-                "a microcontroller needs fixed shapes (export with a fixed batch size)",
-            )
+    negative = [axis for axis, dim in enumerate(shape) if dim < 0]
+    if negative:
+        raise ModelRejected(
+            RejectCode.DYNAMIC_SHAPE,
+            f"{label} has shape {list(shape)}: dimension {negative[0]} is {shape[negative[0]]},"
+            " so TFLM cannot size it; a microcontroller plans every tensor's bytes before it"
+            " runs (export with fixed dimensions)",
+        )
 
 
 def _arena_bytes(label: str, dtype: str, shape: tuple[int, ...], limits: InspectionLimits) -> int:

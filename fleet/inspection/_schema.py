@@ -23,7 +23,6 @@ __all__ = [
     "QUANTIZED_TYPES",
     "QUANT_SCALE",
     "QUANT_ZERO_POINT",
-    "REQUANTIZING_OPS",
     "SCHEMA_VERSION",
     "SUBGRAPH_INPUTS",
     "SUBGRAPH_OPERATORS",
@@ -86,8 +85,6 @@ TYPE_BYTES: dict[str, int] = {
 }
 FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16", "BFLOAT16", "FLOAT64"})
 QUANTIZED_TYPES = frozenset({"INT4", "INT8", "UINT8", "INT16"})
-# Kernels that keep an int32 multiplier and shift per output channel in the arena tail.
-REQUANTIZING_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 
 
 def builtin_name(code: int) -> str:

@@ -21,7 +21,7 @@ class RejectCode(StrEnum):
     UNSUPPORTED_SCHEMA = "unsupported_schema"  # schema version other than 3
     TOO_LARGE = "too_large"  # file or a declared count over its cap
     SUBGRAPHS = "subgraphs"  # not exactly one subgraph
-    DYNAMIC_SHAPE = "dynamic_shape"  # -1 in a shape_signature, or negative dims
+    DYNAMIC_SHAPE = "dynamic_shape"  # a shape only known at run time: TFLM cannot plan it
     BAD_REFERENCE = "bad_reference"  # index to a tensor, buffer or opcode out of range
     UNSUPPORTED_DTYPE = "unsupported_dtype"  # an activation of a type TFLM cannot plan
 

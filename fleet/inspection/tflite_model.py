@@ -17,13 +17,15 @@ from fleet.domain.arena import (
     Buffer,
     TflmOverheads,
     align_up,
-    plan_greedy,
+    estimate_arena,
     tflm_lifetimes,
 )
 from fleet.domain.model_card import ArenaEstimate, ModelCard, NumericKind, TensorSpec
 from fleet.inspection import _schema as fb
 from fleet.inspection._flatbuf import FlatView, flatbuffer_errors
+from fleet.inspection._kernels import operator_demand
 from fleet.inspection._reader import Graph, TensorInfo, read_graph
+from fleet.inspection._runnable import check_runnable
 from fleet.inspection.errors import ModelRejected, RejectCode
 from fleet.inspection.limits import DEFAULT_LIMITS, InspectionLimits
 
@@ -48,6 +50,7 @@ def inspect_model(
                 f"schema version {version}; only version {fb.SCHEMA_VERSION} is supported",
             )
         graph = read_graph(view, model, len(data), limits)
+    check_runnable(graph)
     return _card(graph, version, len(data), overheads)
 
 
@@ -113,32 +116,18 @@ def _arena(graph: Graph, overheads: TflmOverheads) -> ArenaEstimate:
         for i, t in enumerate(tensors)
         if not t.resident and not t.variable
     ]
-    head = plan_greedy(planned).head_bytes
-    channels = sum(
-        tensors[op.outputs[0]].shape[-1]
-        for op in graph.operators
-        if not op.kind.custom
-        and op.kind.name in fb.REQUANTIZING_OPS
-        and op.outputs
-        and tensors[op.outputs[0]].shape
-    )
-    tail_margin = overheads.tail(
-        tensors=len(tensors),
-        operators=len(graph.operators),
-        io_tensors=len(graph.inputs) + len(graph.outputs),
-        requantized_channels=channels,
+    head, temporaries, tail = estimate_arena(
+        tensor_count=len(tensors),
+        planned=planned,
+        operators=[operator_demand(op, tensors) for op in graph.operators],
+        inputs=[tensors[i].channels for i in graph.inputs],
+        outputs=[tensors[i].channels for i in graph.outputs],
         variable_bytes=sum(align_up(t.nbytes) for t in tensors if t.variable),
-    )
-    prepare_peak = max(
-        (
-            overheads.prepare(tensors[t].channels for t in (*op.inputs, *op.outputs) if t >= 0)
-            for op in graph.operators
-        ),
-        default=0,
+        overheads=overheads,
     )
     return ArenaEstimate(
         head=head,
-        prepare_peak=prepare_peak,
-        tail_margin=tail_margin,
-        total=max(head, prepare_peak) + tail_margin,
+        prepare_peak=temporaries,
+        tail_margin=tail,
+        total=max(head, temporaries) + tail,
     )

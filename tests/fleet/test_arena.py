@@ -7,9 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.domain.arena import (
+    ARENA_ALIGNMENT,
     HOST_64BIT,
     Buffer,
+    OperatorDemand,
     align_up,
+    estimate_arena,
     plan_greedy,
     tflm_lifetimes,
 )
@@ -96,18 +99,54 @@ def test_buffer_refuses_negative_size_and_reversed_lifetime() -> None:
         Buffer(1, 3, 2)
 
 
-def test_tail_estimate_is_aligned_and_counts_variables_whole() -> None:
-    counts = {"tensors": 5, "operators": 2, "io_tensors": 2, "requantized_channels": 3}
-    small = HOST_64BIT.tail(**counts, variable_bytes=0)
-    bigger = HOST_64BIT.tail(**counts, variable_bytes=align_up(100))
-    assert small % 16 == 0
-    assert bigger == small + 112
+def test_tail_adds_up_tflms_persistent_structures() -> None:
+    # One int8 DEPTHWISE_CONV_2D over 16 channels, tensors input, filter, bias, output:
+    # TFLM's host build reports a 1120-byte tail for exactly this model.
+    dw = OperatorDemand("DEPTHWISE_CONV_2D", (1, 16, 16, 1), requantized_channels=16)
+    tail = HOST_64BIT.tail(
+        tensor_count=4, operators=[dw], inputs=[1], outputs=[1], variable_bytes=0
+    )
+    objects = align_up(488) + 4 * 24 + 64  # allocator and planner, eval tensors, node
+    kernel = align_up(28) + 80 + 2 * 64  # options, OpDataConv, multipliers and shifts
+    graph_io = 2 * 16 + 2 * (64 + 24 + 8)  # pointer tables, persistent TfLiteTensors
+    assert tail == objects + kernel + graph_io + ARENA_ALIGNMENT
+    assert 1120 <= tail <= 1120 * 1.05
+
+
+def test_tail_counts_variables_whole_and_unlisted_kernels_at_their_bound() -> None:
+    counts = {"tensor_count": 5, "inputs": [0], "outputs": [0]}
+    known = HOST_64BIT.tail(**counts, operators=[OperatorDemand("RESHAPE")], variable_bytes=0)
+    bigger = HOST_64BIT.tail(**counts, operators=[OperatorDemand("RESHAPE")], variable_bytes=112)
+    unknown = HOST_64BIT.tail(**counts, operators=[OperatorDemand("custom:X")], variable_bytes=0)
+    assert known % 16 == 0
+    assert bigger == known + 112
+    # Unlisted: OpData at the 128-byte bound, options at 40 (RESHAPE's are 36).
+    assert unknown - known == HOST_64BIT.default_op_data + align_up(40) - align_up(36)
 
 
 def test_prepare_temporaries_grow_with_quantisation_channels() -> None:
-    unquantised = HOST_64BIT.prepare([0, 0])
-    per_tensor = HOST_64BIT.prepare([1, 1])
-    per_channel = HOST_64BIT.prepare([1, 640])
-    assert unquantised == 128
-    assert unquantised < per_tensor < per_channel
-    assert per_channel - per_tensor >= 639 * 4
+    def prepare(*channels: int) -> int:
+        return HOST_64BIT.prepare(OperatorDemand("X", channels), earlier_scratch=0)
+
+    reserve = 16 * 12  # the scratch-request table TFLM keeps at the head
+    assert prepare(0, 0) == reserve + 128
+    assert prepare(1, 1) == reserve + 2 * align_up(64 + 24 + 8, 8)
+    assert prepare(1, 640) - prepare(1, 1) >= 639 * 4
+    later = HOST_64BIT.prepare(OperatorDemand("X", (0, 0)), earlier_scratch=3)
+    assert later == prepare(0, 0) + 3 * 16
+
+
+def test_scratch_buffers_are_planned_in_their_operators_scope() -> None:
+    # input (0,1) -> MEAN with a 256-byte accumulator -> output (1,1)
+    planned = [Buffer(8000, 0, 1), Buffer(64, 1, 1)]
+    mean = OperatorDemand("MEAN", (1, 0, 1), scratch=(256, 16, 8))
+    head, _, _ = estimate_arena(
+        tensor_count=3,
+        planned=planned,
+        operators=[mean],
+        inputs=[1],
+        outputs=[1],
+        variable_bytes=0,
+        overheads=HOST_64BIT,
+    )
+    assert head == 8000 + 64 + 256 + 16 + 16

@@ -30,7 +30,7 @@ from tflite.TensorType import TensorType
 
 from fleet.inspection import InspectionLimits, ModelRejected, RejectCode, inspect_model
 from fleet.inspection._flatbuf import flatbuffer_errors
-from tests.fleet.tflite_builder import FLOAT32, Graph, Op, T, build, tiny_classifier
+from tests.fleet.tflite_builder import FLOAT32, INT32, Graph, Op, T, build, tiny_classifier
 
 TIME_LIMIT_S = 1.0
 MEMORY_LIMIT_BYTES = 4 * 1024 * 1024
@@ -217,8 +217,8 @@ def test_refuses_dangling_references(graph: Graph, needle: str) -> None:
 @pytest.mark.parametrize(
     ("graph", "code"),
     [
-        (with_tensor(0, signature=[-1, 8]), RejectCode.DYNAMIC_SHAPE),
         (with_tensor(3, shape=[1, -4]), RejectCode.DYNAMIC_SHAPE),
+        (with_tensor(3, shape=[1, 0]), RejectCode.DYNAMIC_SHAPE),
         (with_tensor(0, signature=[1, 8, 1]), RejectCode.MALFORMED),
         (with_tensor(3, shape=[65536, 65536, 65536]), RejectCode.TOO_LARGE),
         (with_tensor(3, shape=[1] * 100), RejectCode.TOO_LARGE),
@@ -232,8 +232,8 @@ def test_refuses_dangling_references(graph: Graph, needle: str) -> None:
         (variant(opcodes=[(-5, None), (BuiltinOperator.SOFTMAX, None)]), RejectCode.MALFORMED),
     ],
     ids=[
-        "dynamic batch",
         "negative dim",
+        "zero-sized output",
         "signature rank",
         "absurd size",
         "rank 100",
@@ -249,9 +249,54 @@ def test_refuses_tensors_and_operators_it_cannot_plan(graph: Graph, code: Reject
 
 
 def test_dynamic_shape_message_names_the_tensor_and_dimension() -> None:
-    error = refused(build(with_tensor(0, signature=[-1, 8])), RejectCode.DYNAMIC_SHAPE)
-    assert "'input'" in error.message
-    assert "[-1, 8]" in error.message
+    error = refused(build(with_tensor(3, shape=[1, -4])), RejectCode.DYNAMIC_SHAPE)
+    assert "'logits'" in error.message
+    assert "[1, -4]" in error.message and "dimension 1" in error.message
+
+
+def test_accepts_a_dynamic_batch_in_the_signature_and_keeps_both_shapes() -> None:
+    # What the converter writes for a Keras Input without batch_size: TFLM runs [1, ...].
+    graph = tiny_classifier()
+    for index in (0, 3, 4):
+        tensor = graph.tensors[index]
+        graph.tensors[index] = dataclasses.replace(tensor, signature=[-1, *tensor.shape[1:]])
+    card = inspect_model(build(graph))
+    assert card.inputs[0].shape == (1, 8) and card.inputs[0].shape_signature == (-1, 8)
+    assert card.outputs[0].shape == (1, 4) and card.outputs[0].shape_signature == (-1, 4)
+    assert card.arena == inspect_model(VALID).arena
+
+
+def _resize(shape_from_input: bool) -> Graph:
+    """int8 [1, 4, 4, 1] -> RESIZE_BILINEAR -> [1, 8, 8, 1], size a constant or an input."""
+    size = (
+        T("size", [2], dtype=INT32)
+        if shape_from_input
+        else T("size", [2], dtype=INT32, data=np.array([8, 8], np.int32).tobytes())
+    )
+    return Graph(
+        tensors=[
+            T("image", [1, 4, 4, 1], quant=(0.05, 0), signature=[-1, 4, 4, 1]),
+            size,
+            T("resized", [1, 8, 8, 1], quant=(0.05, 0), signature=[-1, 8, 8, 1]),
+        ],
+        operators=[Op(0, [0, 1], [2])],
+        inputs=[0, 1] if shape_from_input else [0],
+        outputs=[2],
+        opcodes=[(BuiltinOperator.RESIZE_BILINEAR, None)],
+    )
+
+
+def test_refuses_an_operator_that_resizes_its_output_at_run_time() -> None:
+    inspect_model(build(_resize(shape_from_input=False)))
+    error = refused(build(_resize(shape_from_input=True)), RejectCode.DYNAMIC_SHAPE)
+    assert "operator 0 (RESIZE_BILINEAR)" in error.message
+    assert "size from tensor 1 ('size')" in error.message
+    assert "computed at run time" in error.message
+
+
+def test_zero_sized_output_message_names_operator_and_tensor() -> None:
+    error = refused(build(with_tensor(3, shape=[1, 0])), RejectCode.DYNAMIC_SHAPE)
+    assert "operator 0 (FULLY_CONNECTED)" in error.message and "'logits'" in error.message
 
 
 # ---- everything the flatbuffers runtime raises is mapped ---------------------------------
