@@ -178,5 +178,5 @@ def test_arena_estimate_is_within_tolerance_of_tflm(
         f"vs reported {truth.total} = {truth.head} + {truth.tail} ({reported_error:+.1%})"
     )
     assert abs(head_error) <= ESTIMATE_TOLERANCE
-    assert abs(total_error) <= ESTIMATE_TOLERANCE
+    assert 0 <= total_error <= 0.10  # a device sized to the estimate allocates
     assert abs(reported_error) <= ESTIMATE_TOLERANCE
