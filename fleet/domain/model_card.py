@@ -43,22 +43,29 @@ class Quantization(_Frozen):
 
 class TensorSpec(_Frozen):
     name: str
-    shape: tuple[int, ...]
-    shape_signature: tuple[int, ...]
+    shape: tuple[int, ...] = Field(description="the shape TFLM plans and runs, e.g. [1, 49, 10, 1]")
+    shape_signature: tuple[int, ...] = Field(
+        description="the shape as exported, -1 where it was left open (e.g. a Keras Input "
+        "without batch size: [-1, 49, 10, 1]); TFLM does not read it"
+    )
     dtype: str = Field(description="TFLite TensorType name, e.g. INT8, FLOAT32")
     quantization: Quantization | None = None
 
 
 class ArenaEstimate(_Frozen):
-    """TFLM tensor-arena need, in bytes.
+    """TFLM tensor-arena need, in bytes (``fleet.domain.arena``).
 
-    The head region holds first the temporaries of kernels' Prepare (``prepare_peak``),
-    then the planned activations (``head``); the tail holds persistent structures.
+    The head region holds first the temporaries of kernels' Prepare and of memory
+    planning (``prepare_peak``), then the planned activations and scratch buffers
+    (``head``); the tail holds persistent structures. ``total`` is what a device's arena
+    must have: never below TFLM's real minimum, a little above it.
     """
 
-    head: int = Field(ge=0, description="greedy memory plan of the activations")
-    prepare_peak: int = Field(ge=0, description="largest Prepare-time temporaries, estimated")
-    tail_margin: int = Field(ge=0, description="persistent structures, estimated")
+    head: int = Field(ge=0, description="greedy memory plan of activations and scratch buffers")
+    prepare_peak: int = Field(
+        ge=0, description="largest head use before the plan: Prepare or planning temporaries"
+    )
+    tail_margin: int = Field(ge=0, description="persistent structures, upper bound")
     total: int = Field(ge=0)
 
     @model_validator(mode="after")

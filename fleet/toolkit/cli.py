@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleet.domain.model_card import ModelCard
+from fleet.domain.model_card import ModelCard, TensorSpec
 from fleet.inspection import ModelRejected, inspect_model
 from fleet.toolkit.sensors import FieldConditions, Task
 
@@ -150,13 +150,20 @@ def register(
     _out.print(f"model       {registered.model_sha256}\nthresholds  {registered.thresholds_sha256}")
 
 
+def _shape(spec: TensorSpec) -> str:
+    """The shape TFLM runs, and the exported signature when it left dimensions open."""
+    if spec.shape_signature == spec.shape:
+        return str(list(spec.shape))
+    return f"{list(spec.shape)} (signature {list(spec.shape_signature)})"
+
+
 def _print_card(card: ModelCard) -> None:
     table = Table("tensor", "shape", "dtype", "scale", "zero point", title="model card")
     for role, spec in [("in", s) for s in card.inputs] + [("out", s) for s in card.outputs]:
         quantization = spec.quantization
         table.add_row(
             f"{role}: {spec.name}",
-            str(spec.shape),
+            _shape(spec),
             spec.dtype,
             f"{quantization.scale[0]:.6g}" if quantization else "-",
             str(quantization.zero_point[0]) if quantization else "-",
@@ -166,6 +173,6 @@ def _print_card(card: ModelCard) -> None:
     _out.print(
         f"ops: {', '.join(card.builtin_ops + card.custom_ops)} ({card.operator_count} operators)"
         f"\nflash: {card.flash_bytes} bytes; arena estimate: {arena.total} bytes"
-        f" (head {arena.head}, prepare {arena.prepare_peak}, tail {arena.tail_margin});"
+        f" (head {arena.head}, temporaries {arena.prepare_peak}, tail {arena.tail_margin});"
         f" numeric kind: {card.numeric_kind}"
     )
