@@ -59,7 +59,7 @@ def _scratch(op: OperatorInfo, tensors: Sequence[TensorInfo]) -> tuple[int, ...]
     data = _input(op, tensors, 0)
     if name in _MEAN_OR_SUM or name in _MIN_MAX_PROD:
         return _reducer_scratch(op, tensors, data)
-    weights = _input(op, tensors, _FILTER_INPUT.get(name, -1)) if name in _FILTER_INPUT else None
+    weights = _input(op, tensors, _FILTER_INPUT[name]) if name in _FILTER_INPUT else None
     if weights is not None and weights.dtype == "INT4":
         return (math.prod(weights.shape),)  # the filter unpacked to int8
     return ()
