@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import semver
 import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console, Group, RenderableType
@@ -38,6 +39,7 @@ from device_sim.fleet import (
 )
 from device_sim.wire import SERVER_API_PREFIX
 from schemas.common import DeviceId, Name
+from signer.constraints import DeviceCapabilities
 from signer.errors import Refusal
 from signer.fileio import InputError, read_envelope
 from signer.keys import KeyFileError, SigningKey, save_signing_key
@@ -251,14 +253,35 @@ def run(
     ] = None,
     fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync state saves.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Python log level.")] = "ERROR",
+    firmware_version: Annotated[
+        str,
+        typer.Option("--firmware-version", help="Factory firmware (SemVer) each device runs."),
+    ] = "1.0.0",
+    ram_bytes: Annotated[
+        int | None, typer.Option("--ram-bytes", min=0, help="RAM a device checks releases by.")
+    ] = None,
+    flash_bytes: Annotated[
+        int | None,
+        typer.Option("--flash-bytes", min=0, help="Update-slot size a device checks releases by."),
+    ] = None,
+    ops: Annotated[
+        list[str] | None,
+        typer.Option("--op", help="An op the devices' resolver holds, repeatable (default: any)."),
+    ] = None,
 ) -> None:
-    """Run the enrolled devices until --until-healthy is reached or --timeout passes."""
+    """Run the enrolled devices until --until-healthy is reached or --timeout passes.
+
+    Each device refuses a release whose signed constraints it does not meet
+    (docs/protocol.md §8 step 8): the firmware it runs (--firmware-version until a release
+    with firmware is installed), and --ram-bytes, --flash-bytes, --op when given."""
     with _outcome():
         logging.basicConfig(
             level=log_level.upper(), handlers=[RichHandler(console=stderr)], format="%(message)s"
         )
         if until_healthy is not None and not DIGEST.fullmatch(until_healthy):
             raise InputError(f"--until-healthy {until_healthy!r}: expected a sha256, 64 hex digits")
+        if not semver.Version.is_valid(firmware_version):
+            raise InputError(f"--firmware-version {firmware_version!r}: not a SemVer version")
         specs = load_enrollment(keys_dir)
         if devices is not None and devices > len(specs):
             raise InputError(f"--devices {devices}: {keys_dir} enrolls only {len(specs)}")
@@ -280,6 +303,12 @@ def run(
             fsync=fsync,
             coap_loss=coap_loss,
             coap_ack_timeout=coap_ack_timeout,
+            capabilities=DeviceCapabilities(
+                firmware_version=firmware_version,
+                ops=frozenset(ops) if ops else None,
+                ram_bytes=ram_bytes,
+                flash_bytes=flash_bytes,
+            ),
         )
         _raise_file_limit(len(specs))
     reached = asyncio.run(_run_fleet(fleet, until_healthy, min_healthy, timeout))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_sim.coap_link import CoapArtifactFetcher, CoapDeviceLink, CoapTuning, client_context
-from device_sim.device import Device
+from device_sim.device import FACTORY_CAPABILITIES, Device
 from device_sim.errors import PowerLoss
 from device_sim.faults import Faults
 from device_sim.flash import Flash
@@ -23,6 +23,7 @@ from device_sim.mailbox import Mailbox
 from device_sim.ports import Clock
 from device_sim.state import StateStore
 from schemas import Envelope, StatusReport
+from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey
 
 __all__ = ["CoapChannel", "CoapDeviceAgent"]
@@ -65,6 +66,7 @@ class CoapDeviceAgent:
     fsync: bool = True
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observer: Callable[[StatusReport], None] | None = None
+    capabilities: DeviceCapabilities = FACTORY_CAPABILITIES
     fetcher: CoapArtifactFetcher | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -92,6 +94,7 @@ class CoapDeviceAgent:
             clock=self.clock,
             rng=self.rng,
             faults=self.faults,
+            capabilities=self.capabilities,
         )
         link.start()
         try:

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from device_sim.errors import ArtifactUnavailable, DownloadFailed, PowerLoss
@@ -55,12 +56,14 @@ from schemas import (
 )
 from schemas.errors import DocumentError
 from signer.acceptance import accept_update, commit_installed, payload_digest
+from signer.constraints import DeviceCapabilities
 from signer.errors import ArtifactRefusal, Refusal
 from signer.keys import SigningKey
 from signer.signing import sign_model
 
 __all__ = [
     "BOOT_FAILED",
+    "FACTORY_CAPABILITIES",
     "HEALTH_CHECK_FAILED",
     "UNCONFIRMED_BOOT",
     "Device",
@@ -74,6 +77,10 @@ BOOT_FAILED = "boot_failed"
 HEALTH_CHECK_FAILED = "health_check_failed"
 UNCONFIRMED_BOOT = "unconfirmed_boot"
 DETAIL_MAX = 256
+
+FACTORY_CAPABILITIES = DeviceCapabilities(firmware_version="1.0.0")
+"""A simulated device as it leaves the factory: firmware 1.0.0, and no RAM, flash or op
+resolver declared (so only ``min_firmware_version`` is checked unless told more)."""
 
 
 def artifacts_of(release: ReleaseManifest, director: DirectorManifest) -> tuple[ArtifactRef, ...]:
@@ -129,7 +136,11 @@ class Device:
         faults: Faults | None = None,
         retry_delays: tuple[float, ...] = DOWNLOAD_RETRY_DELAYS,
         on_boot: Callable[[], None] | None = None,
+        capabilities: DeviceCapabilities = FACTORY_CAPABILITIES,
     ) -> None:
+        # What this hardware offers a release; the firmware version is the factory one
+        # until a release with a firmware component runs (``_offers``).
+        self._capabilities = capabilities
         # Told of every boot, power-on or into a new slot: telemetry's reboot counter
         # (``TelemetryRecorder.note_boot``), an indicator, so a boot told twice is harmless.
         self._on_boot = on_boot or (lambda: None)
@@ -182,7 +193,9 @@ class Device:
             log.debug("%s: delivery already accepted; ignoring the redelivery", self.device_id)
             return
         try:
-            accepted = accept_update(self._state.trust(), delivery, self._clock())
+            accepted = accept_update(
+                self._state.trust(), delivery, self._clock(), device=self._offers()
+            )
         except Refusal as exc:
             await self._refuse(exc.code, str(exc))
             return
@@ -355,6 +368,21 @@ class Device:
 
     # -- persistence and reports --------------------------------------------------------
 
+    def _offers(self) -> DeviceCapabilities:
+        firmware = next((c for c in self._running_components() if c.kind == "firmware"), None)
+        version = firmware.version if firmware else self._capabilities.firmware_version
+        return replace(self._capabilities, firmware_version=version)
+
+    def _running_components(self) -> tuple[ComponentVersion, ...]:
+        """What the active slot runs; a device always reports its firmware, so a slot
+        without a firmware component (or no slot yet) runs the factory image."""
+        running = self._state.running
+        components = running.components if running else ()
+        factory = self._capabilities.firmware_version
+        if factory is None or any(c.kind == "firmware" for c in components):
+            return components
+        return (ComponentVersion(kind="firmware", version=factory, security_version=0), *components)
+
     def sign_telemetry(self, report: TelemetryReport) -> Envelope:
         """Persist the report's counter, then sign it: status and telemetry share it."""
         if report.device_id != self.device_id or report.counter != self._state.counter + 1:
@@ -405,7 +433,7 @@ class Device:
             state=state,
             release_digest=release_digest,
             running_release_digest=running.release_digest if running else None,
-            components=running.components if running else (),
+            components=self._running_components(),
             director_sequence=pending.sequence if pending else None,
             progress=progress,
             error_code=error_code,

@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from device_sim.coap_agent import CoapChannel, CoapDeviceAgent
-from device_sim.device import Device
+from device_sim.device import FACTORY_CAPABILITIES, Device
 from device_sim.errors import PowerLoss
 from device_sim.faults import Faults, LinkFault
 from device_sim.flash import Flash
@@ -39,6 +39,7 @@ from device_sim.state import StateStore, provision, verify_pinned_root
 from device_sim.wire import status_topic
 from schemas import DeviceState, Envelope, StatusReport
 from schemas.common import DeviceId, Name
+from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey, load_signing_key
 
 __all__ = [
@@ -148,6 +149,7 @@ class DeviceAgent:
     fsync: bool = True
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observer: Observer | None = None
+    capabilities: DeviceCapabilities = FACTORY_CAPABILITIES
     fetcher: HttpArtifactFetcher | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -191,6 +193,7 @@ class DeviceAgent:
             clock=self.clock,
             rng=self.rng,
             faults=self.faults,
+            capabilities=self.capabilities,
         )
 
     async def _connect(self, link: DeviceLink) -> None:
@@ -251,6 +254,7 @@ class Fleet:
     restart_delay: float = 0.5
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observers: list[Observer] = field(default_factory=list)
+    capabilities: DeviceCapabilities = FACTORY_CAPABILITIES
     """Called with every status report, after ``view`` has recorded it."""
     coap_loss: float = 0.0
     """Share of CoAP datagrams dropped each way (a relay between devices and server)."""
@@ -343,6 +347,7 @@ class Fleet:
                             fsync=self.fsync,
                             fetch_policy=self.fetch_policy,
                             observer=self._observe,
+                            capabilities=self.capabilities,
                         )
                         await agent.run()
             except PowerLoss:
@@ -365,4 +370,5 @@ class Fleet:
             fsync=self.fsync,
             fetch_policy=self.fetch_policy,
             observer=self._observe,
+            capabilities=self.capabilities,
         )

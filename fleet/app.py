@@ -20,6 +20,7 @@ from fleet.api.app import create_api
 from fleet.api.context import ApiContext
 from fleet.domain.records import Role as TokenRole
 from fleet.observability import Metrics
+from fleet.ratelimit import ApiRates, DeviceBudget, RateLimiter, parse_rate
 from fleet.rollout_worker import RolloutEngine
 from fleet.root_store import RootStore
 from fleet.services.director import Director
@@ -179,6 +180,8 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             secret=settings.bootstrap_admin_token,
         )
     metrics = Metrics()
+    limiter = RateLimiter(settings.rate_limit_storage)
+    budget = DeviceBudget(limiter, parse_rate(settings.device_message_rate), metrics)
     endpoint, embedded_port = _mqtt_endpoint(settings)
     inbox: queue.Queue[DeviceMessage] = queue.Queue()
     transport = MqttFleetTransport(
@@ -187,6 +190,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         client_id=settings.mqtt_client_id,
         share_group=settings.mqtt_share_group,
         clock=clock,
+        budget=budget,
     )
     blobs = BlobStore(settings.blob_dir)
     coap = build_coap_server(
@@ -198,6 +202,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         roots=roots.newer_than_first,
         clock=clock,
         metrics=metrics,
+        budget=budget,
     )
     pump = OutboxPump(
         new_uow,
@@ -218,6 +223,11 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             max_artifact_bytes=settings.max_artifact_bytes,
             on_directions_queued=pump.wake,
             telemetry_min_reporters=settings.telemetry_min_reporters,
+            api_rates=ApiRates(
+                per_token=parse_rate(settings.api_rate_per_token),
+                per_address=parse_rate(settings.api_rate_per_address),
+            ),
+            rate_limiter=limiter,
         )
     )
     telemetry = TelemetryIngest(new_uow, clock=clock, policy=_telemetry_policy(settings))

@@ -46,7 +46,7 @@ class Metrics:
         )
         self.device_messages_dropped = Counter(
             "fleet_device_messages_dropped",
-            "device messages refused (forged, replayed, malformed, unknown device)",
+            "device messages refused (forged, replayed, malformed, unknown device, over budget)",
             ["kind", "reason"],
             registry=r,
         )
@@ -87,6 +87,12 @@ class Metrics:
         )
         self.telemetry_ingested = Counter(
             "fleet_telemetry_ingested", "telemetry reports added to an aggregate", registry=r
+        )
+        self.rate_limited = Counter(
+            "fleet_rate_limited",
+            "requests or device messages refused by a rate limit (docs/server.md)",
+            ["scope"],  # token, address, device_mqtt, device_coap
+            registry=r,
         )
         self.http_requests = Histogram(
             "fleet_http_request_seconds",

@@ -112,8 +112,9 @@ def create(
                 current_release=current_release,
                 rollout_id=rollout_id,
             )
-            if approve:
-                created = client.act_on_rollout(created["id"], "approve")
+            if approve:  # the approved rollout, still saying which devices were left out
+                approved = client.act_on_rollout(created["id"], "approve")
+                created = {**approved, "left_out": created["left_out"]}
         except ApiError as exc:
             raise _fail(exc) from exc
     sys.stdout.write(json.dumps(created) + "\n")

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleet.ratelimit import parse_rate
+
 __all__ = ["Settings"]
 
 
@@ -66,6 +68,29 @@ class Settings(BaseSettings):
     telemetry_retention_days: int = Field(
         default=90, ge=1, description="released aggregates are deleted after this"
     )
+
+    api_rate_per_token: str = Field(
+        default="100/second",
+        description="admin API requests per bearer token ('N/second', 'N/minute', …)",
+    )
+    api_rate_per_address: str = Field(
+        default="200/second", description="admin API requests per client address"
+    )
+    device_message_rate: str = Field(
+        default="120/minute",
+        description="status/telemetry/online messages per device and transport; excess dropped",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="where the limits' counters live: memory:// (this process) or "
+        "redis://host:port so replicas share them",
+    )
+
+    @field_validator("api_rate_per_token", "api_rate_per_address", "device_message_rate")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
 
     @field_validator("bootstrap_admin_token")
     @classmethod

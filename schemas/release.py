@@ -17,6 +17,7 @@ from schemas.common import Count, Digest, Name, SafeInt, WireModel
 from schemas.timestamps import Timestamp
 
 __all__ = [
+    "SEMVER_PATTERN",
     "Component",
     "ComponentKind",
     "Constraints",
@@ -92,9 +93,27 @@ class Component(WireModel):
         return data
 
 
+# SemVer 2.0.0 (semver.org's own expression, without named groups): precedence between
+# two of these is what ``min_firmware_version`` is compared by, on the server and devices.
+SEMVER_PATTERN = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN, max_length=64)]
+
+
 class Constraints(WireModel):
-    min_firmware_version: str | None = None
-    required_ops: tuple[str, ...] = ()
+    """What a device must offer before it downloads the release (docs/protocol.md §7.3).
+
+    The server checks them against the device class at registration and against each
+    device's reported firmware at assignment; the device checks them against itself.
+    """
+
+    min_firmware_version: SemVer | None = Field(
+        default=None, description="the running firmware must be at least this (SemVer 2.0.0)"
+    )
+    required_ops: OpList = Field(default=(), description="ops the device's resolver must hold")
     ram_bytes: Count | None = Field(default=None, description="declared peak RAM need")
     flash_bytes: Count | None = Field(default=None, description="declared flash need")
 

@@ -9,7 +9,9 @@ Order of checks (each stage trusts only what earlier stages verified):
   1. walk new root versions one at a time; the newest must not have expired;
   2. director signature (director role) → manifest; device id; sequence; expiry;
   3. release signatures (release-role threshold) → manifest; the release digest named by
-     the director; device class; each component's security version against the floors.
+     the director; device class; each component's security version against the floors;
+  4. the release's signed ``Constraints`` against what the device offers
+     (``signer.constraints``), before a byte is downloaded.
 Artifacts are checked while downloading with ``signer.artifacts.ArtifactVerifier``.
 """
 
@@ -31,6 +33,7 @@ from schemas import (
     decode_payload,
 )
 from schemas.errors import DocumentError
+from signer.constraints import DeviceCapabilities, check_constraints
 from signer.errors import (
     DirectorExpired,
     ReleaseDigestMismatch,
@@ -142,7 +145,13 @@ def advance_root(state: DeviceTrustState, roots: tuple[Envelope, ...]) -> Device
     return state if root == state.root else replace(state, root=root)
 
 
-def accept_update(state: DeviceTrustState, delivery: Delivery, now: datetime) -> AcceptedUpdate:
+def accept_update(
+    state: DeviceTrustState,
+    delivery: Delivery,
+    now: datetime,
+    device: DeviceCapabilities | None = None,
+) -> AcceptedUpdate:
+    """The update to install, or a ``Refusal``; ``device`` adds the constraint checks."""
     root = _walk_roots(state.root, delivery.roots)
     check_root_fresh(root, now)
     director = decode_verified(delivery.director, root, Role.DIRECTOR, DirectorManifest)
@@ -154,6 +163,8 @@ def accept_update(state: DeviceTrustState, delivery: Delivery, now: datetime) ->
             f"director names release {director.release_digest[:16]}…, received {digest[:16]}…"
         )
     _check_release(state, release)
+    if device is not None:
+        check_constraints(release, device)
     new_state = replace(state, root=root, last_sequence=director.sequence)
     return AcceptedUpdate(
         state=new_state, director=director, release=release, release_digest=digest

@@ -19,6 +19,12 @@ Exception tree; every class has a stable ``code`` reported on the wire::
     ├── DirectorExpired                  (director_expired)   freeze attack, or a stale manifest
     ├── SecurityFloorViolation           (below_security_floor) rollback attack
     ├── ReleaseDigestMismatch            (release_digest_mismatch) mix-and-match
+    ├── ConstraintUnmet                  the release's signed Constraints do not hold here
+    │   ├── FirmwareTooOld               (firmware_too_old)   running firmware below the minimum
+    │   ├── OpsUnsupported               (ops_unsupported)    a required op the resolver lacks
+    │   ├── RamInsufficient              (ram_insufficient)   declared RAM need above the device's
+    │   └── FlashInsufficient            (flash_insufficient) declared flash, or the components'
+    │                                                         total length, above the device's
     └── ArtifactRefusal
         ├── ArtifactTooLong              (artifact_too_long)  more bytes than declared: endless data
         ├── ArtifactTooShort             (artifact_too_short)
@@ -34,8 +40,13 @@ __all__ = [
     "ArtifactRefusal",
     "ArtifactTooLong",
     "ArtifactTooShort",
+    "ConstraintUnmet",
     "DirectorExpired",
+    "FirmwareTooOld",
+    "FlashInsufficient",
     "MalformedDocument",
+    "OpsUnsupported",
+    "RamInsufficient",
     "Refusal",
     "ReleaseDigestMismatch",
     "RootExpired",
@@ -121,6 +132,26 @@ class SecurityFloorViolation(Refusal):
 
 class ReleaseDigestMismatch(Refusal):
     code = "release_digest_mismatch"
+
+
+class ConstraintUnmet(Refusal):
+    code = "constraint_unmet"
+
+
+class FirmwareTooOld(ConstraintUnmet):
+    code = "firmware_too_old"
+
+
+class OpsUnsupported(ConstraintUnmet):
+    code = "ops_unsupported"
+
+
+class RamInsufficient(ConstraintUnmet):
+    code = "ram_insufficient"
+
+
+class FlashInsufficient(ConstraintUnmet):
+    code = "flash_insufficient"
 
 
 class ArtifactRefusal(Refusal):

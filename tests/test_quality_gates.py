@@ -47,3 +47,14 @@ def test_mypy_is_clean_on_typed_packages() -> None:
     pytest.importorskip("mypy")
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("edge", ["fleet/api", "fleet/transports"])
+def test_edges_reach_the_store_only_through_services(edge: str) -> None:
+    importing = re.compile(r"^\s*(from|import)\s+fleet\.store\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / edge).rglob("*.py"))
+        if importing.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], f"import fleet.store through fleet.services.ports: {offenders}"

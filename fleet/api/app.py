@@ -16,8 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fleet.api.context import ApiContext
 from fleet.api.deps import ContextDep
-from fleet.api.middleware import BodyLimit, RequestIds, RequestMetrics
+from fleet.api.middleware import ApiRateLimit, BodyLimit, RequestIds, RequestMetrics
 from fleet.api.models.common import ResponseModel
+from fleet.api.openapi import install_openapi
 from fleet.api.problems import install_problem_handlers
 from fleet.api.routes import (
     API_PREFIX,
@@ -68,6 +69,7 @@ def create_api(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     install_problem_handlers(app)
+    install_openapi(app)
     for resource in _RESOURCES:
         app.include_router(resource.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
@@ -81,9 +83,25 @@ def create_api(context: ApiContext) -> FastAPI:
     )
     # Added last is outermost: latency is measured around the body limit's refusals too.
     app.add_middleware(BodyLimit, limit=JSON_BODY_LIMIT, exempt=_STREAMED_UPLOADS)
+    if context.api_rates is not None:  # outside the body limit: a flood is refused first
+        app.add_middleware(
+            ApiRateLimit,
+            limiter=context.rate_limiter,
+            rates=context.api_rates,
+            metrics=context.metrics,
+            exempt=_not_admin_api,
+        )
     app.add_middleware(RequestMetrics, metrics=context.metrics)
     app.add_middleware(RequestIds)
     return app
+
+
+def _not_admin_api(method: str, path: str) -> bool:
+    """Health, metrics and device artifact downloads are not rate limited per client: a
+    fleet behind one NAT downloads from one address."""
+    if path in ("/healthz", "/metrics"):
+        return True
+    return method in ("GET", "HEAD") and path.startswith(f"{API_PREFIX}/artifacts/")
 
 
 def healthz() -> Health:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fleet.domain.aggregation import DEFAULT_MIN_REPORTERS
 from fleet.observability import Metrics
+from fleet.ratelimit import ApiRates, RateLimiter
 from fleet.services.director import Director
-from fleet.store import BlobStore, UnitOfWork
+from fleet.services.ports import BlobStore, UnitOfWork
 from schemas import Envelope, RootMetadata
 
 __all__ = ["ApiContext"]
@@ -27,3 +28,5 @@ class ApiContext:
     max_artifact_bytes: int
     on_directions_queued: Callable[[], None] = lambda: None
     telemetry_min_reporters: int = DEFAULT_MIN_REPORTERS
+    api_rates: ApiRates | None = None  # None: no rate limits (tests that do not test them)
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids for logs, a cap on request bodies, request latency.
+"""Pure ASGI middleware: request ids for logs, a cap on request bodies, request latency,
+and rate limits per client address and per token.
 
 ``BodyLimit`` refuses a body over its limit with a 413 problem document — at once when
 ``Content-Length`` says so, otherwise as soon as the streamed bytes pass it (the error
@@ -8,10 +9,11 @@ routes stream their bodies under their own, larger caps and are exempt.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -21,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet.api.problems import problem_response
 from fleet.observability import Metrics
+from fleet.ratelimit import ApiRates, RateLimiter
 
-__all__ = ["BodyLimit", "RequestIds", "RequestMetrics"]
+__all__ = ["ApiRateLimit", "BodyLimit", "RequestIds", "RequestMetrics"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -61,6 +64,65 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class ApiRateLimit:
+    """429 with ``Retry-After`` once a client address or a bearer token passes its rate.
+
+    Checked before routing, so before the token is looked up or a body is read: a flood
+    costs a counter, not a database query. The token is keyed by its hash (never kept),
+    whether or not it is valid; an address is the ASGI client (behind a proxy, run the
+    server with the proxy's forwarded headers trusted). ``exempt`` says which requests
+    are not the admin API's: health, metrics and device artifact downloads.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        rates: ApiRates,
+        metrics: Metrics,
+        exempt: Callable[[str, str], bool],
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.rates = rates
+        self.metrics = metrics
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        refused = self._refusal(scope)
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        over, wait = refused
+        self.metrics.rate_limited.labels(scope=over).inc()
+        response = problem_response(
+            Request(scope),
+            status=429,
+            code="rate_limited",
+            detail=f"too many requests from this {over}; retry in {wait} s",
+            extra={"limit": over},
+        )
+        response.headers["Retry-After"] = str(wait)
+        await response(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> tuple[str, int] | None:
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        wait = self.limiter.try_hit(self.rates.per_address, "api-address", address)
+        if wait is not None:
+            return "address", wait
+        authorization = Headers(scope=scope).get("authorization", "")
+        if not authorization:
+            return None
+        token = hashlib.sha256(authorization.encode()).hexdigest()
+        wait = self.limiter.try_hit(self.rates.per_token, "api-token", token)
+        return None if wait is None else ("token", wait)
 
 
 class RequestMetrics:

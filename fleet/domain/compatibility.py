@@ -1,10 +1,12 @@
 """Does a release fit its device class? Pure checks, every violation reported at once.
 
-A release is refused when its model needs operators the firmware's op resolver lacks
-(or the device class does not support), when tensor arena + firmware RAM exceed the
-class's RAM, when firmware + model + thresholds exceed its flash, or when the model's
-input/output tensors differ from the contract the firmware declares. Each violation is a
-value with a stable ``code`` and a message that names the numbers and operators.
+A release is refused when its signed constraints ask for more RAM, flash or operators
+than the device class (or its own firmware's resolver) offers, when its model needs
+operators the firmware's op resolver lacks (or the device class does not support), when
+tensor arena + firmware RAM exceed the class's RAM, when firmware + model + thresholds
+exceed its flash, or when the model's input/output tensors differ from the contract the
+firmware declares. Each violation is a value with a stable ``code`` and a message that
+names the numbers and operators.
 """
 
 from __future__ import annotations
@@ -17,17 +19,24 @@ from enum import StrEnum
 from typing import ClassVar, Protocol
 
 from fleet.domain.model_card import ArenaEstimate, ModelCard, TensorSpec
+from signer.constraints import firmware_meets
 
 __all__ = [
+    "DeclaredFlashExceeded",
+    "DeclaredNeeds",
+    "DeclaredRamExceeded",
+    "FirmwareBelowMinimum",
     "FirmwareProfile",
     "FlashExceeded",
     "MissingOps",
     "RamExceeded",
+    "RequiredOpsUnavailable",
     "TensorContract",
     "TensorContractMismatch",
     "UnsupportedOps",
     "Violation",
     "ViolationCode",
+    "check_constraints",
     "check_release",
 ]
 
@@ -38,6 +47,10 @@ class ViolationCode(StrEnum):
     RAM_EXCEEDED = "ram_exceeded"
     FLASH_EXCEEDED = "flash_exceeded"
     TENSOR_CONTRACT = "tensor_contract"
+    DECLARED_RAM_EXCEEDED = "declared_ram_exceeded"
+    DECLARED_FLASH_EXCEEDED = "declared_flash_exceeded"
+    REQUIRED_OPS_UNAVAILABLE = "required_ops_unavailable"
+    FIRMWARE_BELOW_MINIMUM = "firmware_below_minimum"
 
 
 class DeviceClassBudget(Protocol):
@@ -165,6 +178,110 @@ class TensorContractMismatch(Violation):
             f"{self.tensor} {self.field}: the firmware expects {self.expected}, "
             f"the model has {self.actual}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredRamExceeded(Violation):
+    code: ClassVar[ViolationCode] = ViolationCode.DECLARED_RAM_EXCEEDED
+    device_class: str
+    declared: int
+    class_ram: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"constraints: the release declares {self.declared:,} B of RAM, device class "
+            f"{self.device_class!r} has {self.class_ram:,} B"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredFlashExceeded(Violation):
+    code: ClassVar[ViolationCode] = ViolationCode.DECLARED_FLASH_EXCEEDED
+    device_class: str
+    declared: int
+    class_flash: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"constraints: the release declares {self.declared:,} B of flash, device class "
+            f"{self.device_class!r} has {self.class_flash:,} B"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredOpsUnavailable(Violation):
+    code: ClassVar[ViolationCode] = ViolationCode.REQUIRED_OPS_UNAVAILABLE
+    offered_by: str  # "device class 'x'" or "firmware 2.1.0's resolver"
+    ops: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        return (
+            f"constraints: the release requires {len(self.ops)} op(s) that {self.offered_by} "
+            f"lacks: {', '.join(self.ops)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareBelowMinimum(Violation):
+    code: ClassVar[ViolationCode] = ViolationCode.FIRMWARE_BELOW_MINIMUM
+    shipped: str
+    minimum: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"constraints: the release ships firmware {self.shipped}, below its own "
+            f"min_firmware_version {self.minimum} (or not SemVer): a device that installed "
+            "it would refuse the release"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredNeeds:
+    """A release's signed ``Constraints``, as far as the server can judge them, and the
+    version of the firmware the release itself ships (``None`` without one)."""
+
+    required_ops: tuple[str, ...] = ()
+    ram_bytes: int | None = None
+    flash_bytes: int | None = None
+    min_firmware_version: str | None = None
+    shipped_firmware: str | None = None
+
+
+def check_constraints(
+    device_class: DeviceClassBudget, firmware: FirmwareProfile | None, needs: DeclaredNeeds
+) -> tuple[Violation, ...]:
+    """Every declared need the device class (or the release's own firmware) cannot meet.
+
+    ``min_firmware_version`` is about each device, not its class (assignment checks it),
+    but a release shipping firmware below its own minimum could never be re-accepted by a
+    device that installed it, so that is refused here.
+    """
+    found: list[Violation] = []
+    minimum, shipped = needs.min_firmware_version, needs.shipped_firmware
+    if minimum is not None and shipped is not None and not firmware_meets(shipped, minimum):
+        found.append(FirmwareBelowMinimum(shipped, minimum))
+    if needs.ram_bytes is not None and needs.ram_bytes > device_class.ram_bytes:
+        found.append(
+            DeclaredRamExceeded(device_class.name, needs.ram_bytes, device_class.ram_bytes)
+        )
+    if needs.flash_bytes is not None and needs.flash_bytes > device_class.flash_bytes:
+        found.append(
+            DeclaredFlashExceeded(device_class.name, needs.flash_bytes, device_class.flash_bytes)
+        )
+    if device_class.supported_ops:
+        lacking = tuple(op for op in needs.required_ops if op not in device_class.supported_ops)
+        if lacking:
+            found.append(RequiredOpsUnavailable(f"device class {device_class.name!r}", lacking))
+    if firmware is not None:
+        offered = firmware.builtin_ops | firmware.custom_ops
+        lacking = tuple(op for op in needs.required_ops if op not in offered)
+        if lacking:
+            found.append(RequiredOpsUnavailable(f"firmware {firmware.version}'s resolver", lacking))
+    return tuple(found)
 
 
 def check_release(

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from schemas import Action, DeviceState
+from schemas import Action, DeviceState, Envelope, ReleaseManifest, decode_payload
 
 __all__ = [
     "NO_COUNTER_YET",
@@ -105,6 +105,11 @@ class Release:
     device_class: str
     envelope_json: str
     created_at: datetime
+
+    def manifest(self) -> ReleaseManifest:
+        """The signed manifest; it was verified when the release was registered."""
+        envelope = Envelope.from_bytes(self.envelope_json.encode(), kind="release")
+        return decode_payload(envelope, ReleaseManifest)
 
 
 @dataclass(frozen=True)

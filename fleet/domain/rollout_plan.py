@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from itertools import pairwise
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "FailurePolicy",
@@ -29,6 +29,8 @@ __all__ = [
     "WaveObservations",
     "cohort",
     "cohort_order",
+    "plan_from_json",
+    "plan_to_json",
 ]
 
 
@@ -222,3 +224,40 @@ def cohort(rollout_id: str, device_id: str) -> float:
 def cohort_order(rollout_id: str, device_ids: Sequence[str]) -> list[str]:
     """Devices in the order waves take them (ties, vanishingly rare, by id)."""
     return sorted(device_ids, key=lambda d: (cohort(rollout_id, d), d))
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "on_failure": plan.on_failure.value,
+        "drift_gate": plan.drift_gate,
+        "waves": [
+            {
+                "percent": w.percent,
+                "count": w.count,
+                "soak_seconds": w.soak.total_seconds(),
+                "gates": {
+                    "max_failure_rate": w.gates.max_failure_rate,
+                    "max_rollback_rate": w.gates.max_rollback_rate,
+                    "max_offline_share": w.gates.max_offline_share,
+                    "min_reports": w.gates.min_reports,
+                },
+            }
+            for w in plan.waves
+        ],
+    }
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    return Plan(
+        waves=tuple(
+            Wave(
+                percent=w["percent"],
+                count=w["count"],
+                soak=timedelta(seconds=w["soak_seconds"]),
+                gates=Gates(**w["gates"]),
+            )
+            for w in data["waves"]
+        ),
+        on_failure=FailurePolicy(data["on_failure"]),
+        drift_gate=data.get("drift_gate", True),  # plans stored before it existed
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from fleet.domain.eligibility import below_minimum_firmware
 from fleet.domain.records import Device, DirectorRecord, Release
 from fleet.services.director import Director, DirectorDecision
-from fleet.services.errors import ClassMismatch, NotFoundError
+from fleet.services.errors import ClassMismatch, ConflictError, NotFoundError
 from fleet.store import UnitOfWork
 from schemas import Action, Calibration
 
@@ -75,8 +76,17 @@ def assign_release(
     *,
     actor: str,
     now: datetime,
+    detach_from_rollouts: bool = False,
 ) -> list[DirectorRecord]:
-    """Direct assignment (outside any rollout): all devices or none."""
+    """Direct assignment (outside any rollout): all devices or none.
+
+    A device whose reported firmware is below the release's signed
+    ``min_firmware_version`` (or never reported one) is refused (409 ``firmware_too_old``,
+    naming each device and its version). A device held by an active rollout is refused
+    (409 ``device_in_rollout``, naming the rollout), so an assignment cannot go around a
+    rollout's gates; with ``detach_from_rollouts`` it is taken out of that rollout first
+    (audited), and the rollout's counts and rollback leave it alone from then on.
+    """
     with uow:
         release = uow.releases.get(release_digest)
         if release is None:
@@ -87,6 +97,8 @@ def assign_release(
             if device is None:
                 raise NotFoundError(f"device {device_id!r} is not enrolled")
             devices.append(device)
+        _refuse_old_firmware(release, devices)
+        _leave_rollouts(uow, [d.id for d in devices], detach_from_rollouts, actor, now)
         records = issue_directions(uow, director, release, devices, now=now)
         uow.audit.append(
             at=now,
@@ -97,3 +109,49 @@ def assign_release(
         )
         uow.commit()
     return records
+
+
+def _refuse_old_firmware(release: Release, devices: Sequence[Device]) -> None:
+    minimum = release.manifest().constraints.min_firmware_version
+    too_old = below_minimum_firmware(devices, minimum)
+    if not too_old:
+        return
+    named = ", ".join(
+        f"{device} ({version or 'never reported'})" for device, version in too_old.items()
+    )
+    raise ConflictError(
+        f"release {release.name} {release.version} needs firmware {minimum} or later; "
+        f"below it: {named}",
+        code="firmware_too_old",
+        extra={
+            "min_firmware_version": minimum,
+            "refused": {
+                device: {"firmware_version": version} for device, version in too_old.items()
+            },
+        },
+    )
+
+
+def _leave_rollouts(
+    uow: UnitOfWork, device_ids: Sequence[str], detach: bool, actor: str, now: datetime
+) -> None:
+    held = uow.rollouts.claims(device_ids)
+    if not held:
+        return
+    if not detach:
+        named = ", ".join(f"{device} (rollout {rollout})" for device, rollout in held.items())
+        raise ConflictError(
+            f"devices in an active rollout: {named}; assign through the rollout, or ask "
+            "to detach them from it",
+            code="device_in_rollout",
+            extra={"rollouts": held},
+        )
+    for device_id, rollout_id in held.items():
+        uow.rollouts.detach(device_id)
+        uow.audit.append(
+            at=now,
+            actor=actor,
+            action="rollout.detach",
+            subject=f"rollout:{rollout_id}",
+            detail={"device": device_id, "reason": "direct assignment"},
+        )

@@ -61,7 +61,11 @@ def _device(enrollment: Enrollment, now: datetime) -> Device:
 def _refuse_repeats(what: str, values: Sequence[str]) -> None:
     repeated = sorted(value for value, n in Counter(values).items() if n > 1)
     if repeated:
-        raise InvalidInput(f"{what} repeated in the batch: {repeated[:5]}")
+        # 409, not 422: each entry is valid on its own (a schema cannot say "unique by
+        # id"); the entries conflict with each other, as an enrolled id conflicts.
+        raise ConflictError(
+            f"{what} repeated in the batch: {repeated[:5]}", code="repeated_in_batch"
+        )
 
 
 def enroll_devices(

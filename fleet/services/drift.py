@@ -42,7 +42,6 @@ from fleet.domain.drift import (
 )
 from fleet.domain.model_card import ModelReference
 from fleet.store import UnitOfWork
-from schemas import Envelope, ReleaseManifest, decode_payload
 
 __all__ = [
     "HISTORY",
@@ -70,8 +69,7 @@ def reference_of(uow: UnitOfWork, release_digest: str) -> ModelReference | None:
     release = uow.releases.get(release_digest)
     if release is None:
         return None
-    envelope = Envelope.from_bytes(release.envelope_json.encode())
-    manifest = decode_payload(envelope, ReleaseManifest)
+    manifest = release.manifest()
     models = [c for c in manifest.components if c.kind == "model"]
     stored = uow.model_cards.get(models[0].sha256) if models else None
     return stored.reference if stored is not None else None

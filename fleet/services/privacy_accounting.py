@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fleet.services.errors import NotFoundError
 from fleet.store import BlobStore, UnitOfWork
-from schemas import ComponentKind, DocumentError, Envelope, ReleaseManifest, decode_payload
+from schemas import ComponentKind, DocumentError
 from schemas.components import THRESHOLDS_CAP, Thresholds, parse_component
 from schemas.privacy import SECONDS_PER_DAY, daily_epsilon, report_epsilon
 
@@ -87,7 +87,7 @@ def privacy_account(uow: UnitOfWork, blobs: BlobStore, release_digest: str) -> P
         release = uow.releases.get(release_digest)
     if release is None:
         raise NotFoundError(f"release {release_digest} is not registered")
-    manifest = decode_payload(Envelope.from_bytes(release.envelope_json.encode()), ReleaseManifest)
+    manifest = release.manifest()
     component = manifest.component(ComponentKind.THRESHOLDS)
     if component is None or not blobs.exists(component.sha256):
         raise NotFoundError(f"release {release_digest} ships no thresholds component")

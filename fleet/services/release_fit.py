@@ -1,9 +1,11 @@
-"""Does a release's model fit its firmware and device class? Refuse it at registration.
+"""Does a release fit its firmware and device class? Refuse it at registration.
 
-The model's card comes from the blob store (``fleet.services.models``); the firmware's
-declaration from the signed manifest (``Component.firmware``); the budgets from the
-device class. ``fleet.domain.compatibility.check_release`` judges, and every violation is
-reported at once. What a release without a firmware declaration is held to (the flash
+The release's signed constraints are checked against the class (and its own firmware's
+resolver) whether or not it carries a model (``check_constraints``). The model's card
+comes from the blob store (``fleet.services.models``); the firmware's declaration from
+the signed manifest (``Component.firmware``); the budgets from the device class.
+``fleet.domain.compatibility.check_release`` judges, and every violation is reported at
+once. What a release without a firmware declaration is held to (the flash
 budget, the arena alone against the class's RAM, the class's op list) is described in
 docs/models.md.
 """
@@ -12,7 +14,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fleet.domain.compatibility import FirmwareProfile, TensorContract, check_release
+from fleet.domain.compatibility import (
+    DeclaredNeeds,
+    FirmwareProfile,
+    TensorContract,
+    check_constraints,
+    check_release,
+)
 from fleet.domain.model_card import ModelCard
 from fleet.domain.records import DeviceClass
 from fleet.services.errors import ReleaseIncompatible
@@ -32,17 +40,26 @@ def check_fit(
     now: datetime,
 ) -> None:
     """Raise ReleaseIncompatible listing every violation, or ModelRefused for a bad model."""
-    model = manifest.component(ComponentKind.MODEL)
-    if model is None:
-        return
-    card = ensure_model_card(uow, blobs, model.sha256, now=now).card
-    thresholds = manifest.component(ComponentKind.THRESHOLDS)
-    violations = check_release(
-        device_class,
-        firmware_profile(manifest.component(ComponentKind.FIRMWARE), card),
-        card,
-        thresholds_bytes=0 if thresholds is None else thresholds.length,
+    firmware = manifest.component(ComponentKind.FIRMWARE)
+    constraints = manifest.constraints
+    needs = DeclaredNeeds(
+        required_ops=constraints.required_ops,
+        ram_bytes=constraints.ram_bytes,
+        flash_bytes=constraints.flash_bytes,
+        min_firmware_version=constraints.min_firmware_version,
+        shipped_firmware=None if firmware is None else firmware.version,
     )
+    violations = check_constraints(device_class, declared_profile(firmware), needs)
+    model = manifest.component(ComponentKind.MODEL)
+    if model is not None:
+        card = ensure_model_card(uow, blobs, model.sha256, now=now).card
+        thresholds = manifest.component(ComponentKind.THRESHOLDS)
+        violations += check_release(
+            device_class,
+            firmware_profile(firmware, card),
+            card,
+            thresholds_bytes=0 if thresholds is None else thresholds.length,
+        )
     if violations:
         raise ReleaseIncompatible(
             f"release {manifest.name} {manifest.version} does not fit device class "
@@ -54,30 +71,35 @@ def check_fit(
 
 
 def firmware_profile(firmware: Component | None, card: ModelCard) -> FirmwareProfile:
-    """The firmware as the checks see it.
+    """The firmware as the model checks see it: its declaration, or what it must hold."""
+    return declared_profile(firmware) or undeclared_profile(firmware, card)
 
-    Without a declaration the resolver is taken to hold the model's ops and the firmware
-    to need no RAM besides the arena, so only what the server knows is checked.
-    """
+
+def declared_profile(firmware: Component | None) -> FirmwareProfile | None:
+    """The firmware's own declaration (resolver, RAM, tensors), if it carries one."""
     declared = None if firmware is None else firmware.firmware
-    version = "(none)" if firmware is None else firmware.version
-    image_bytes = 0 if firmware is None else firmware.length
-    if declared is None:
-        return FirmwareProfile(
-            version=version,
-            builtin_ops=frozenset(card.builtin_ops),
-            custom_ops=frozenset(card.custom_ops),
-            ram_bytes=0,
-            image_bytes=image_bytes,
-        )
+    if firmware is None or declared is None:
+        return None
     return FirmwareProfile(
-        version=version,
+        version=firmware.version,
         builtin_ops=frozenset(declared.builtin_ops),
         custom_ops=frozenset(declared.custom_ops),
         ram_bytes=declared.ram_bytes,
-        image_bytes=image_bytes,
+        image_bytes=firmware.length,
         inputs=_contracts(declared.inputs),
         outputs=_contracts(declared.outputs),
+    )
+
+
+def undeclared_profile(firmware: Component | None, card: ModelCard) -> FirmwareProfile:
+    """Without a declaration the resolver is taken to hold the model's ops and the firmware
+    to need no RAM besides the arena, so only what the server knows is checked."""
+    return FirmwareProfile(
+        version="(none)" if firmware is None else firmware.version,
+        builtin_ops=frozenset(card.builtin_ops),
+        custom_ops=frozenset(card.custom_ops),
+        ram_bytes=0,
+        image_bytes=0 if firmware is None else firmware.length,
     )
 
 

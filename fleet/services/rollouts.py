@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from fleet.domain.records import Release
+from fleet.domain.eligibility import below_minimum_firmware
+from fleet.domain.records import Device, Release
 from fleet.domain.rollout import (
     TERMINAL,
     EventKind,
@@ -30,11 +31,12 @@ from fleet.domain.rollout_plan import Gate, Plan, Target, WaveObservations, coho
 from fleet.services.assignments import issue_directions
 from fleet.services.director import Director
 from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
-from fleet.store import UnitOfWork
-from schemas import Action, Envelope, ReleaseManifest, decode_payload
+from fleet.store import AlreadyExists, UnitOfWork
+from schemas import Action
 
 __all__ = [
     "ACTIONS",
+    "CreatedRollout",
     "ExtraGates",
     "RolloutProgress",
     "WaveProgress",
@@ -66,6 +68,16 @@ class RolloutProgress:
     rollback: dict[str, int]
 
 
+@dataclass(frozen=True)
+class CreatedRollout:
+    """A new rollout, and the targeted devices it left out: reason → device → detail
+    (``firmware_too_old``: the version it runs, or None if never reported;
+    ``in_other_rollout``: the rollout that holds it)."""
+
+    rollout: Rollout
+    left_out: dict[str, dict[str, str | None]]
+
+
 def create_rollout(
     uow: UnitOfWork,
     *,
@@ -75,10 +87,12 @@ def create_rollout(
     actor: str,
     now: datetime,
     rollout_id: str | None = None,
-) -> Rollout:
+) -> CreatedRollout:
     """Snapshot the targeted devices (with the release each runs) as the population.
 
-    Devices already in an active rollout are left out: a device is in one at a time.
+    Devices already in an active rollout are left out (a device is in one at a time), and
+    so are devices whose reported firmware is below the release's signed
+    ``min_firmware_version``; the result says which.
     """
     rollout_id = rollout_id or uuid.uuid4().hex
     with uow:
@@ -93,17 +107,69 @@ def create_rollout(
             )
         if uow.rollouts.get(rollout_id) is not None:
             raise ConflictError(f"rollout {rollout_id} exists", code="already_exists")
-        devices = {
-            d.id: d
-            for d in uow.devices.find(
-                device_class=target.device_class,
-                tags=target.tags,
-                running_release_digest=target.current_release,
-            )
-        }
-        free = unclaimed(list(devices), uow.rollouts.busy_devices(list(devices)))
+        targeted = uow.devices.find(
+            device_class=target.device_class,
+            tags=target.tags,
+            running_release_digest=target.current_release,
+        )
+        minimum = release.manifest().constraints.min_firmware_version
+        too_old = below_minimum_firmware(targeted, minimum)
+        devices = {d.id: d for d in targeted if d.id not in too_old}
+        rollout, held = _claim_population(
+            uow, rollout_id, release_digest, plan, target, devices, now, too_old=len(too_old)
+        )
+        left_out: dict[str, dict[str, str | None]] = {}
+        if too_old:
+            left_out[FIRMWARE_TOO_OLD] = dict(too_old)
+        if held:
+            left_out[IN_OTHER_ROLLOUT] = dict(held)
+        counts = {reason: len(found) for reason, found in left_out.items()}
+        created = rollout.created(actor=actor)
+        if counts:
+            created = replace(created, detail={**created.detail, "left_out": counts})
+        uow.rollouts.append_events(rollout.id, [created])
+        uow.audit.append(
+            at=now,
+            actor=actor,
+            action="rollout.create",
+            subject=f"rollout:{rollout.id}",
+            detail={"release": release_digest, "population": rollout.population, **counts},
+        )
+        uow.commit()
+    return CreatedRollout(rollout, left_out)
+
+
+FIRMWARE_TOO_OLD = "firmware_too_old"
+IN_OTHER_ROLLOUT = "in_other_rollout"
+_CLAIM_ATTEMPTS = 5
+
+
+def _claim_population(
+    uow: UnitOfWork,
+    rollout_id: str,
+    release_digest: str,
+    plan: Plan,
+    target: Target,
+    devices: Mapping[str, Device],
+    now: datetime,
+    *,
+    too_old: int,
+) -> tuple[Rollout, dict[str, str]]:
+    """Add the rollout with every targeted device no other active rollout holds; return
+    it with the held devices and the rollout holding each.
+
+    The database keeps a device in one active rollout (``rollout_claim``); when a
+    concurrent creation claimed one of ours between our read and our write, read the free
+    devices again and retry, so the loser gets the rest instead of an error.
+    """
+    for _ in range(_CLAIM_ATTEMPTS):
+        held = uow.rollouts.claims(list(devices))
+        free = unclaimed(list(devices), set(held))
         if not free:
-            raise InvalidInput("no device matches the target (or all are in other rollouts)")
+            raise InvalidInput(
+                "no device matches the target (or all are in other rollouts)"
+                + (f"; {too_old} run firmware below the release's minimum" if too_old else "")
+            )
         ordered = cohort_order(rollout_id, free)
         members = [
             Member(device_id, rank, devices[device_id].running_release_digest)
@@ -117,17 +183,15 @@ def create_rollout(
             population=len(members),
             created_at=now,
         )
-        uow.rollouts.add(rollout, members)
-        uow.rollouts.append_events(rollout.id, [rollout.created(actor=actor)])
-        uow.audit.append(
-            at=now,
-            actor=actor,
-            action="rollout.create",
-            subject=f"rollout:{rollout.id}",
-            detail={"release": release_digest, "population": rollout.population},
-        )
-        uow.commit()
-    return rollout
+        try:
+            uow.rollouts.add(rollout, members)
+        except AlreadyExists:
+            continue
+        return rollout, held
+    raise ConflictError(
+        f"devices kept being claimed by concurrent rollouts ({_CLAIM_ATTEMPTS} tries); retry",
+        code="rollout_claim_contended",
+    )
 
 
 def act_on_rollout(
@@ -264,9 +328,7 @@ def _direct_wave(
 
 
 def _security_versions(release: Release) -> dict[str, int]:
-    envelope = Envelope.from_bytes(release.envelope_json.encode(), kind="release")
-    manifest = decode_payload(envelope, ReleaseManifest)
-    return {c.kind.value: c.security_version for c in manifest.components}
+    return {c.kind.value: c.security_version for c in release.manifest().components}
 
 
 def _roll_back(uow: UnitOfWork, director: Director, rollout: Rollout, *, now: datetime) -> int:

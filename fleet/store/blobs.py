@@ -55,6 +55,10 @@ class BlobStore:
     def length(self, sha256: str) -> int:
         return self._existing(sha256).stat().st_size
 
+    def path_of(self, sha256: str) -> Path:
+        """Where the blob lives, for servers that send files; ``BlobNotFound`` if absent."""
+        return self._existing(sha256)
+
     def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Chunks of bytes ``[start, end)``, like a slice; ``end`` past the blob is cut.
 

@@ -250,6 +250,20 @@ class RolloutMemberRow(FleetTable, table=True):
     rollback: str | None = Field(default=None, max_length=256)
 
 
+class RolloutClaimRow(FleetTable, table=True):
+    """A device held by a rollout that is not over: the primary key makes it one at a time.
+
+    The row is written with the rollout's members and deleted when the rollout ends or the
+    device is taken out of it, so concurrent rollout creations cannot both take a device,
+    whatever they read first.
+    """
+
+    __tablename__ = "rollout_claim"
+
+    device_id: str = Field(primary_key=True, foreign_key="device.id", max_length=NAME)
+    rollout_id: str = Field(foreign_key="rollout.id", index=True, max_length=64)
+
+
 class RolloutEventRow(FleetTable, table=True):
     """Append-only: every transition of every rollout."""
 

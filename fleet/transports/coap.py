@@ -10,6 +10,9 @@
                  checked (2.04), then queued for the device inbox
 ==============  =====================================================================
 
+A device past its message budget (``fleet.ratelimit.DeviceBudget``) gets 4.29 Too Many
+Requests with ``Max-Age`` set to the seconds until it may send again (RFC 8516).
+
 Errors are aiocoap's ``RenderableError`` subclasses, which carry their response code;
 service errors become them in one place (``_map_refusals``) and every error answer is
 counted in one place (``CountingSite``). No database call runs on the event loop:
@@ -32,6 +35,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
 from fleet.observability import Metrics
+from fleet.ratelimit import DeviceBudget
 from fleet.services.device_auth import (
     DeviceMessageRefused,
     ForgedMessage,
@@ -39,8 +43,7 @@ from fleet.services.device_auth import (
     ReplayedMessage,
 )
 from fleet.services.manifests import UnknownDevice
-from fleet.store.blobs import BlobStore
-from fleet.store.errors import BlobNotFound
+from fleet.services.ports import BlobNotFound, BlobStore
 from fleet.transports.coap_blocks import Block1Assembly, block2_slice
 from schemas import DocumentError
 from schemas.dsse import DEFAULT_ENVELOPE_CAP as SMALL_CAP
@@ -67,6 +70,8 @@ class CoapPorts:
     """Check a telemetry envelope's signature and queue it, or raise
     ``DeviceMessageRefused``/``DocumentError``."""
     blobs: BlobStore
+    budget: DeviceBudget | None = None
+    """Messages per device and source address; the excess is answered 4.29."""
 
 
 @contextlib.contextmanager
@@ -188,9 +193,18 @@ class ArtifactResource(resource.Resource, resource.PathCapable):  # type: ignore
 class DeviceMessageResource(resource.Resource, resource.PathCapable):  # type: ignore[misc]
     """``/s/{id}`` and ``/t/{id}``: a device-signed envelope, Block1 up to ``max_bytes``."""
 
-    def __init__(self, accept: Callable[[str, bytes], None], *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        accept: Callable[[str, bytes], None],
+        *,
+        kind: str,
+        max_bytes: int,
+        budget: DeviceBudget | None = None,
+    ) -> None:
         super().__init__()
         self._accept = accept
+        self._kind = kind
+        self._budget = budget
         self._uploads = Block1Assembly(max_bytes=max_bytes)
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
@@ -202,6 +216,11 @@ class DeviceMessageResource(resource.Resource, resource.PathCapable):  # type: i
         body = self._uploads.feed(request)
         if isinstance(body, Message):
             return body
+        if self._budget is not None:
+            source = str(request.remote.hostinfo)
+            wait = self._budget.admit(device_id, self._kind, "coap", source)
+            if wait is not None:  # RFC 8516: Max-Age says when to try again
+                return Message(code=Code.TOO_MANY_REQUESTS, max_age=wait)
         await _blocking(self._accept, device_id, body)
         response = Message(code=Code.CHANGED)
         if request.opt.block1 is not None:
@@ -246,8 +265,11 @@ def build_site(ports: CoapPorts, metrics: Metrics) -> tuple[CountingSite, Manife
     manifests = ManifestResource(ports, metrics)
     site.add_resource(["m"], manifests)
     site.add_resource(["a"], ArtifactResource(ports.blobs))
-    site.add_resource(["s"], DeviceMessageResource(ports.status, max_bytes=SMALL_CAP))
-    site.add_resource(["t"], DeviceMessageResource(ports.telemetry, max_bytes=SMALL_CAP))
+    for path, accept, kind in (("s", ports.status, "status"), ("t", ports.telemetry, "telemetry")):
+        site.add_resource(
+            [path],
+            DeviceMessageResource(accept, kind=kind, max_bytes=SMALL_CAP, budget=ports.budget),
+        )
     site.add_resource(
         [".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader)
     )

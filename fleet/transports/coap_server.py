@@ -23,10 +23,11 @@ import structlog
 from aiocoap import Context
 
 from fleet.observability import Metrics
+from fleet.ratelimit import DeviceBudget
 from fleet.services.delivery import DesiredStatePublisher
 from fleet.services.device_auth import DeviceMessageRefused
 from fleet.services.manifests import current_delivery, verify_telemetry_sender
-from fleet.store import BlobStore, UnitOfWork
+from fleet.services.ports import BlobStore, UnitOfWork
 from fleet.transports.coap import CoapPorts, ManifestResource, build_site
 from fleet.transports.errors import TransportError
 from fleet.transports.mqtt_fleet import DeviceMessage
@@ -182,6 +183,7 @@ def build_coap_server(
     roots: Callable[[], Sequence[Envelope]],
     clock: Callable[[], datetime],
     metrics: Metrics,
+    budget: DeviceBudget | None = None,
 ) -> CoapServer:
     """The CoAP resources over the same services MQTT and the API use."""
 
@@ -202,6 +204,7 @@ def build_coap_server(
         status=status,
         telemetry=telemetry,
         blobs=blobs,
+        budget=budget,
     )
     site, manifests = build_site(ports, metrics)
     return CoapServer(site, manifests, host=host, port=port or free_udp_port(host), metrics=metrics)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import paho.mqtt.client as paho
 
+from fleet.ratelimit import DeviceBudget
 from fleet.services.delivery import desired_topic
 from fleet.transports.mqtt import MqttEndpoint, ServerMqtt
 
@@ -51,7 +52,9 @@ class MqttFleetTransport:
         share_group: str,
         clock: Callable[[], datetime],
         on_unparsable: Callable[[str], None] = lambda topic: None,
+        budget: DeviceBudget | None = None,
     ) -> None:
+        self._budget = budget
         self._mqtt = ServerMqtt(endpoint, client_id=client_id, on_message=self.handle_message)
         self._inbox = inbox
         self._share_group = share_group
@@ -76,6 +79,8 @@ class MqttFleetTransport:
             self._on_unparsable(topic)
             return
         device_id, kind = parsed
+        if self._budget is not None and self._budget.admit(device_id, kind, "mqtt") is not None:
+            return  # over its budget: dropped and counted, before any parsing or queueing
         self._inbox.put(DeviceMessage(kind, device_id, payload, self._clock()))
 
     # -- DesiredStatePublisher ---------------------------------------------------------

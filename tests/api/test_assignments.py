@@ -10,7 +10,7 @@ import httpx
 from fleet.api.routes.calibration import MAX_CALIBRATION_BYTES
 from fleet.domain.records import Role
 from schemas import DirectorManifest, Envelope, decode_payload
-from tests.api.support import API, Fleet, device_entry, problem_of
+from tests.api.support import API, DEVICE_CLASS, Fleet, device_entry, problem_of
 
 CALIBRATION = b'{"gain": 1.02, "offset": -3}'
 
@@ -125,3 +125,45 @@ async def test_calibration_is_refused_when_empty_huge_or_for_nobody(fleet: Fleet
         f"{API}/devices/dev-00001/calibration", headers=fleet.auth(Role.VIEWER)
     )
     assert none_yet.status_code == 404
+
+
+async def test_a_device_in_a_running_rollout_is_not_assigned_around_it(fleet: Fleet) -> None:
+    await fleet.create_class()
+    await fleet.enroll("dev-00001", "dev-00002")
+    _, rolled = await fleet.released("1.0.0")
+    _, hotfix = await fleet.released("1.0.1")
+    rollout = await fleet.client.post(
+        f"{API}/rollouts",
+        json={
+            "id": "r-kws",
+            "release_digest": rolled,
+            "plan": {"waves": [{"percent": 100}]},
+            "target": {"device_class": DEVICE_CLASS},
+        },
+        headers=fleet.auth(Role.OPERATOR),
+    )
+    assert rollout.status_code == 201, rollout.text
+
+    refused = await _assign(fleet, hotfix, "dev-00001")
+    problem = problem_of(refused)
+    assert (refused.status_code, problem["code"]) == (409, "device_in_rollout")
+    assert problem["rollouts"] == {"dev-00001": "r-kws"}
+    assert "r-kws" in problem["detail"]
+
+    detached = await fleet.client.post(
+        f"{API}/releases/{hotfix}/assign",
+        json={"device_ids": ["dev-00001"], "detach_from_rollouts": True},
+        headers=fleet.auth(Role.OPERATOR),
+    )
+    assert detached.status_code == 200, detached.text
+    assert (await _direction(fleet, "dev-00001"))["release_digest"] == hotfix
+    audit = await fleet.client.get(f"{API}/audit", headers=fleet.auth(Role.VIEWER))
+    assert any(
+        e["action"] == "rollout.detach" and e["detail"]["device"] == "dev-00001"
+        for e in audit.json()["items"]
+    )
+    # The rollout no longer counts or rolls back the device it gave up.
+    again = await _assign(fleet, hotfix, "dev-00001")
+    assert again.status_code == 200
+    still_held = await _assign(fleet, hotfix, "dev-00002")
+    assert still_held.status_code == 409

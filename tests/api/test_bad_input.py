@@ -157,3 +157,19 @@ async def test_oversized_bodies_are_refused_before_they_are_read(fleet: Fleet) -
     )
     assert (response.status_code, problem_of(response)["code"]) == (413, "too_large")
     assert chunks_sent <= JSON_BODY_LIMIT // 65_536 + 2
+
+
+async def test_every_json_body_is_read_strictly(fleet: Fleet) -> None:
+    """One reader for every body: a repeated key is never "the last one wins"."""
+    headers = {**fleet.auth(Role.ADMIN), "Content-Type": "application/json"}
+    repeated = b'{"name": "ci-bot", "role": "viewer", "role": "admin"}'
+    response = await fleet.client.post(f"{API}/tokens", content=repeated, headers=headers)
+    problem = problem_of(response)
+    assert (response.status_code, problem["code"]) == (400, "duplicate_key")
+    assert "role" in problem["detail"]
+    listed = await fleet.client.get(f"{API}/tokens", headers=headers)
+    assert "ci-bot" not in listed.text
+    for body in (b'{"name": "x", "ram_bytes": NaN, "flash_bytes": 1}',
+                 b'{"name": "x", "ram_bytes": 9007199254740993, "flash_bytes": 1}'):  # fmt: skip
+        refused = await fleet.client.post(f"{API}/device-classes", content=body, headers=headers)
+        assert (refused.status_code, problem_of(refused)["code"]) == (400, "bad_request")

@@ -27,6 +27,7 @@ from schemas import (
     Component,
     ComponentKind,
     ComponentVersion,
+    Constraints,
     Delivery,
     DirectorManifest,
     Envelope,
@@ -100,7 +101,14 @@ class Director:
         )
         self.root = sign_model(root, [self.root_key])
 
-    def release(self, version: str, *, security_version: int = 1, size: int = 4096) -> Release:
+    def release(
+        self,
+        version: str,
+        *,
+        security_version: int = 1,
+        size: int = 4096,
+        constraints: Constraints | None = None,
+    ) -> Release:
         """Firmware of ``size`` bytes, a model and thresholds, signed by both release keys."""
         blobs: dict[str, bytes] = {}
         components = []
@@ -125,6 +133,7 @@ class Director:
             device_class=DEVICE_CLASS,
             created=self.now,
             components=tuple(components),
+            constraints=constraints or Constraints(),
         )
         return Release(sign_model(manifest, self.release_keys), manifest, blobs)
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.device import UNCONFIRMED_BOOT, Device
+from device_sim.device import FACTORY_CAPABILITIES, UNCONFIRMED_BOOT, Device
 from device_sim.flash import ArtifactRef, Flash
 from device_sim.state import StateStore, provision
-from schemas import DeviceState, Envelope, StatusReport
+from schemas import Constraints, DeviceState, Envelope, StatusReport
+from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey
 from tests.device_sim.director import START, Director, Release
 
@@ -49,7 +50,7 @@ class Bench:
     sink: Reports
     directory: Path
 
-    def device(self) -> Device:
+    def device(self, capabilities: DeviceCapabilities = FACTORY_CAPABILITIES) -> Device:
         return Device(
             key=SigningKey.generate(),
             store=self.store,
@@ -58,6 +59,7 @@ class Bench:
             sink=self.sink,
             clock=lambda: START,
             rng=random.Random(0),
+            capabilities=capabilities,
         )
 
 
@@ -90,6 +92,56 @@ async def test_an_update_walks_the_whole_lifecycle(bench: Bench) -> None:
     ]
     assert [r.counter for r in bench.sink.reports] == list(range(1, 11))
     assert bench.store.load().counter == 10
+
+
+@pytest.mark.parametrize(
+    ("constraints", "capabilities", "code"),
+    [
+        (Constraints(min_firmware_version="1.0.1"), FACTORY_CAPABILITIES, "firmware_too_old"),
+        (
+            Constraints(required_ops=("LSTM",)),
+            DeviceCapabilities("1.0.0", ops=frozenset({"CONV_2D"})),
+            "ops_unsupported",
+        ),
+        (
+            Constraints(ram_bytes=262_145),
+            DeviceCapabilities("1.0.0", ram_bytes=262_144),
+            "ram_insufficient",
+        ),
+        (Constraints(), DeviceCapabilities("1.0.0", flash_bytes=4096), "flash_insufficient"),
+    ],
+)
+async def test_a_release_whose_constraints_do_not_hold_is_refused_before_downloading(
+    bench: Bench, constraints: Constraints, capabilities: DeviceCapabilities, code: str
+) -> None:
+    release = bench.director.release("2.0.0", constraints=constraints)
+    bench.fetcher.blobs.update(release.blobs)
+    device = bench.device(capabilities)
+    before = bench.store.load()
+
+    await device.on_desired(bench.director.delivery("dev-1", release))
+
+    (report,) = bench.sink.reports
+    assert (report.state, report.error_code) == (DeviceState.REFUSED, code)
+    assert bench.fetcher.fetched == []
+    after = bench.store.load()
+    assert after.last_sequence == before.last_sequence == 0
+    assert after.model_copy(update={"counter": 0, "last_status": before.last_status}) == before
+
+
+async def test_a_device_reports_its_factory_firmware_and_then_the_installed_one(
+    bench: Bench,
+) -> None:
+    device = bench.device(DeviceCapabilities("1.4.2"))
+    await device.start()
+    assert [(c.kind, c.version) for c in bench.sink.reports[-1].components] == [
+        ("firmware", "1.4.2")
+    ]
+    release = bench.director.release("2.1.0", constraints=Constraints(min_firmware_version="1.4.0"))
+    bench.fetcher.blobs.update(release.blobs)
+    await device.on_desired(bench.director.delivery("dev-1", release))
+    assert bench.sink.reports[-1].state == DeviceState.HEALTHY
+    assert {c.kind: c.version for c in bench.sink.reports[-1].components}["firmware"] == "2.1.0"
 
 
 async def test_the_boot_hook_hears_a_power_on_and_a_reboot_into_a_release(

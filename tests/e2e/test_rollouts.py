@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -44,6 +45,8 @@ from tests.e2e.fleet_run import (
     raise_file_limit,
     run_fleets_until,
     run_until,
+    server_sees_all_healthy,
+    server_states,
 )
 from tests.e2e.server_process import ServerProcess
 from tests.e2e.test_mqtt_delivery import register_signed_release
@@ -88,8 +91,10 @@ def _in_background(work: Callable[[], bool]) -> tuple[threading.Thread, dict[str
 
 
 def _wait_for(client: AdminClient, rollout_id: str, check: Callable[[Any], bool]) -> Any:
+    # A string, not the dict: pytest -q abbreviates a dict's repr, and the waves' states
+    # and the events are what says why a rollout stood still.
     assert eventually(lambda: check(client.rollout(rollout_id)), timeout=60, interval=0.3), (
-        client.rollout(rollout_id)
+        json.dumps(client.rollout(rollout_id), indent=1, default=str)
     )
     return client.rollout(rollout_id)
 
@@ -141,6 +146,12 @@ def test_a_bad_release_is_caught_in_its_canary_and_a_good_one_survives_a_crash(
         client.assign(base, ids)
         fleet = devices(Faults())
         assert run_until(fleet, lambda v: v.healthy_on(base) == DEVICES, timeout=120)
+        # A rollout records what each device runs when it is created (what a rollback
+        # returns to), so it must wait for the server, not only the devices, to know it:
+        # a report still in the ingest queue would leave that device nothing to return to.
+        assert eventually(lambda: server_sees_all_healthy(client, base, DEVICES), timeout=30), (
+            server_states(client)
+        )
         print(f"baseline: {DEVICES} devices on 1.0.0 in {time.monotonic() - started:.1f} s")
 
         # A bad release: caught in the canary wave, its devices sent back to 1.0.0.
@@ -163,7 +174,13 @@ def test_a_bad_release_is_caught_in_its_canary_and_a_good_one_survives_a_crash(
                 and client.rollout(bad_id)["status"] == "rolled_back"
             )
 
-        assert run_until(fleet, rolled_back, timeout=60), fleet.view.counts()
+        # The bound matches the baseline's: this phase also starts all 1,000 devices again,
+        # which on a loaded CI machine took 60 s by itself.
+        assert run_until(fleet, rolled_back, timeout=120), (
+            fleet.view.counts(),
+            {k: v for k, v in client.rollout(bad_id).items() if k in ("status", "rollback")},
+            {d: fleet.view.latest.get(d) for d in sorted(canary)},
+        )
         detail = client.rollout(bad_id)
         elapsed = time.monotonic() - started
         print(f"bad release rolled back in {elapsed:.1f} s: {detail['progress'][0]}")

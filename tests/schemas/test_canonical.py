@@ -40,7 +40,7 @@ from schemas import (
     strict_loads,
     wrap_model,
 )
-from schemas.release import MAX_ARTIFACT_LENGTH
+from schemas.release import MAX_ARTIFACT_LENGTH, SEMVER_PATTERN
 from signer.errors import MalformedDocument, Refusal, SignatureInvalid
 from signer.signing import decode_verified, verify_role
 from tests.schemas.protocol_example import Example, build_example
@@ -90,8 +90,11 @@ releases = st.builds(
     components=st.lists(components, min_size=1, max_size=3, unique_by=lambda c: c.kind).map(tuple),
     constraints=st.builds(
         Constraints,
-        min_firmware_version=st.none() | versions,
-        required_ops=st.lists(st.text(max_size=16), max_size=4).map(tuple),
+        min_firmware_version=st.none()
+        | st.from_regex(SEMVER_PATTERN, fullmatch=True).filter(lambda v: len(v) <= 64),
+        required_ops=st.lists(st.from_regex(r"[A-Z0-9_]{1,16}", fullmatch=True), max_size=4).map(
+            tuple
+        ),
         ram_bytes=st.none() | counts,
         flash_bytes=st.none() | counts,
     ),

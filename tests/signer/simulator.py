@@ -47,6 +47,7 @@ from signer.acceptance import (
     payload_digest,
 )
 from signer.artifacts import ArtifactVerifier
+from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey
 from signer.signing import sign_model
 from tests.fleet.tflite_builder import build, tiny_classifier
@@ -259,11 +260,14 @@ class RepositorySimulator:
 class SimulatedDevice:
     """A device's trust store: it runs the real rules and saves state only on acceptance."""
 
-    def __init__(self, state: DeviceTrustState) -> None:
+    def __init__(
+        self, state: DeviceTrustState, capabilities: DeviceCapabilities | None = None
+    ) -> None:
         self.state = state
+        self.capabilities = capabilities
 
     def receive(self, delivery: Delivery, now: datetime) -> AcceptedUpdate:
-        accepted = accept_update(self.state, delivery, now)
+        accepted = accept_update(self.state, delivery, now, device=self.capabilities)
         self.state = accepted.state
         return accepted
 

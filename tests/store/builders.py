@@ -9,11 +9,14 @@ from typing import Any
 
 from fleet.domain.records import Device, DeviceClass, DirectorRecord, Release
 from fleet.store.uow import UnitOfWork
-from schemas import Action
+from schemas import Action, Component, ComponentKind, ReleaseManifest
+from signer.keys import SigningKey
+from signer.signing import sign_model
 
 NOW = datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC)
 CLASS = "nrf52840"
 DEVICE = "dev-1"
+_THROWAWAY_KEY = SigningKey.generate()
 
 
 def digest(label: str) -> str:
@@ -43,12 +46,27 @@ def device(device_id: str = DEVICE, **changes: Any) -> Device:
 
 
 def release(label: str = "kws-1.0", **changes: Any) -> Release:
+    """A release whose envelope holds a real manifest (signed by a throwaway key), so
+    services that read its components and constraints can."""
+    version = label.rsplit("-", 1)[-1]
+    firmware = Component(
+        kind=ComponentKind.FIRMWARE,
+        name="kws-fw",
+        version=version,
+        security_version=0,
+        sha256=digest(f"firmware {label}"),
+        length=1024,
+        media_type="application/octet-stream",
+    )
+    manifest = ReleaseManifest(
+        name="kws", version=version, device_class=CLASS, created=NOW, components=(firmware,)
+    )
     base = Release(
         digest=digest(label),
         name="kws",
-        version=label.rsplit("-", 1)[-1],
+        version=version,
         device_class=CLASS,
-        envelope_json='{"payloadType": "application/vnd.tinyfleet.release+json"}',
+        envelope_json=sign_model(manifest, [_THROWAWAY_KEY]).to_bytes().decode(),
         created_at=NOW,
     )
     return replace(base, **changes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.common import DeviceId, Digest, Name
 
@@ -53,7 +53,25 @@ CursorId = Annotated[int, Field(ge=0, le=MAX_CURSOR)]
 
 
 class RequestModel(BaseModel):
+    """Strict (no "1" for 1, no unknown members), except that an integral number such
+    as ``2.0`` is the integer JSON Schema says it is; a float field takes an int."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers_are_integers(cls, data: Any) -> Any:
+        return _integral(data)
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
 
 
 class ResponseModel(BaseModel):
@@ -77,7 +95,7 @@ class Problem(BaseModel):
     )
 
 
-_PROBLEM_DESCRIPTIONS = {
+PROBLEM_DESCRIPTIONS = {
     400: "malformed request",
     401: "missing, unknown or revoked bearer token",
     403: "the token's role does not allow this",
@@ -87,6 +105,7 @@ _PROBLEM_DESCRIPTIONS = {
     415: "wrong Content-Type",
     416: "byte range outside the artifact",
     422: "refused input; `code` says why",
+    429: "too many requests from this address or token; see Retry-After",
 }
 
 
@@ -96,7 +115,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     schema = Problem.model_json_schema()
     return {
         status: {
-            "description": _PROBLEM_DESCRIPTIONS[status],
+            "description": PROBLEM_DESCRIPTIONS[status],
             "content": {"application/problem+json": {"schema": schema}},
         }
         for status in statuses

@@ -89,6 +89,11 @@ class ReleaseList(ResponseModel):
 
 class AssignmentCreate(RequestModel):
     device_ids: list[DeviceId] = Field(min_length=1, max_length=MAX_BULK_DEVICES)
+    detach_from_rollouts: bool = Field(
+        default=False,
+        description="take devices held by an active rollout out of it (audited) instead "
+        "of refusing with 409 device_in_rollout",
+    )
 
 
 class AssignmentPublic(ResponseModel):

@@ -10,12 +10,13 @@ from pydantic import Field, StringConstraints
 from fleet.api.models.common import Digest, Name, RequestModel, ResponseModel, Tags
 from fleet.domain.rollout import Rollout, RolloutEvent
 from fleet.domain.rollout_plan import FailurePolicy, Gates, Plan, PlanError, Target, Wave
-from fleet.services.rollouts import RolloutProgress, WaveProgress
+from fleet.services.rollouts import CreatedRollout, RolloutProgress, WaveProgress
 
 __all__ = [
     "GatesBody",
     "PlanBody",
     "RolloutCreate",
+    "RolloutCreated",
     "RolloutDetail",
     "RolloutEventPublic",
     "RolloutId",
@@ -140,6 +141,21 @@ class RolloutEventPublic(ResponseModel):
             actor=event.actor,
             detail=dict(event.detail),
         )
+
+
+class RolloutCreated(RolloutPublic):
+    left_out: dict[str, dict[str, str | None]] = Field(
+        description=(
+            "targeted devices not in the population, by reason: `firmware_too_old` → "
+            "device → the firmware version it reported (null if never), "
+            "`in_other_rollout` → device → the active rollout holding it"
+        )
+    )
+
+    @classmethod
+    def from_created(cls, created: CreatedRollout) -> RolloutCreated:
+        public = RolloutPublic.from_domain(created.rollout)
+        return cls(**public.model_dump(), left_out=created.left_out)
 
 
 class RolloutDetail(RolloutPublic):

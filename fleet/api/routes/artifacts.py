@@ -7,30 +7,39 @@ sha256 and length, never because of where it came from (docs/architecture.md §2
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from fastapi.responses import StreamingResponse
 
+from fleet.api.artifact_response import ArtifactResponse, etag_matches
 from fleet.api.bodies import media_type_of, stream_into
 from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
 from fleet.api.models.common import Digest, problem_responses
 from fleet.api.models.delivery import ArtifactList, ArtifactPublic
-from fleet.api.ranges import etag_matches, parse_range
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.domain.records import Artifact
 from fleet.services import queries
 from fleet.services.artifacts import store_artifact
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/artifacts", tags=["artifacts"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/artifacts", tags=["artifacts"], route_class=StrictJsonRoute
+)
 
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "description": "the artifact's bytes; Content-Type is stored as its media type",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}}},
+        # Any Content-Type is taken (and stored as the media type); only octet-stream is
+        # listed, since a generator would otherwise encode "a string" as YAML or JSON text.
+        "description": "the artifact's bytes; Content-Type (any) is stored as its media type",
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "minLength": 1}
+            }
+        },
     }
 }
 _BYTES = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
@@ -85,36 +94,35 @@ def download(
     range_: Annotated[str | None, Header(alias="range")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Download an artifact (no token needed), whole or one byte range."""
+    """Download an artifact (no token needed): whole, one byte range or several."""
     artifact = queries.get_artifact(context.new_uow(), sha256)
     headers = _entity_headers(artifact)
     if etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    wanted = parse_range(range_, artifact.length)
-    if wanted is None:
-        body = context.blobs.open_range(sha256)
-        headers["Content-Length"] = str(artifact.length)
-        return StreamingResponse(body, status_code=status.HTTP_200_OK, headers=headers)
-    body = context.blobs.open_range(sha256, wanted.start, wanted.stop)
-    headers["Content-Length"] = str(wanted.size)
-    headers["Content-Range"] = wanted.content_range
-    return StreamingResponse(body, status_code=status.HTTP_206_PARTIAL_CONTENT, headers=headers)
+    ArtifactResponse.refuse_unsatisfiable(range_, artifact.length)
+    return _file_response(artifact, context.blobs.path_of(sha256))
 
 
 @router.head("/{sha256}", response_class=Response, responses=problem_responses(404, 422))
 def head(sha256: Digest, context: ContextDep) -> Response:
     """The download's headers without its body."""
     artifact = queries.get_artifact(context.new_uow(), sha256)
-    headers = _entity_headers(artifact)
-    headers["Content-Length"] = str(artifact.length)
-    return Response(status_code=status.HTTP_200_OK, headers=headers)
+    return _file_response(artifact, context.blobs.path_of(sha256))
+
+
+def _file_response(artifact: Artifact, path: Path) -> ArtifactResponse:
+    return ArtifactResponse(
+        path,
+        headers=_entity_headers(artifact),
+        media_type=artifact.media_type,
+        content_disposition_type="inline",
+    )
 
 
 def _entity_headers(artifact: Artifact) -> dict[str, str]:
     return {
         "ETag": f'"{artifact.sha256}"',
         "Accept-Ranges": "bytes",
-        "Content-Type": artifact.media_type,
         # The same name always means the same bytes.
         "Cache-Control": "public, max-age=31536000, immutable",
     }

@@ -10,11 +10,12 @@ from fleet.api.deps import ContextDep, ViewerDep
 from fleet.api.models.admin import AuditEventPublic, AuditList
 from fleet.api.models.common import CursorId, PageLimit, problem_responses
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/audit", tags=["audit"])
+router = APIRouter(prefix=f"{API_PREFIX}/audit", tags=["audit"], route_class=StrictJsonRoute)
 
 Subject = Annotated[
     str | None,

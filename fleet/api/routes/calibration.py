@@ -11,12 +11,15 @@ from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
 from fleet.api.models.common import DeviceId, problem_responses
 from fleet.api.models.devices import CalibrationPublic
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 from fleet.services.artifacts import store_calibration
 
 __all__ = ["MAX_CALIBRATION_BYTES", "router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["calibration"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/devices", tags=["calibration"], route_class=StrictJsonRoute
+)
 
 # A director manifest declares a calibration of at most 1 MiB (schemas.Calibration).
 MAX_CALIBRATION_BYTES = 1024 * 1024

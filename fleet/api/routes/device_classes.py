@@ -8,12 +8,15 @@ from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
 from fleet.api.models.common import Name, problem_responses
 from fleet.api.models.devices import DeviceClassCreate, DeviceClassList, DeviceClassPublic
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 from fleet.services.catalog import create_device_class
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/device-classes", tags=["device classes"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/device-classes", tags=["device classes"], route_class=StrictJsonRoute
+)
 
 
 @router.post(

@@ -27,13 +27,14 @@ from fleet.api.models.devices import (
 )
 from fleet.api.models.telemetry import DevicePrivacyPublic
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 from fleet.services.catalog import enroll_devices, set_device_tags
 from fleet.services.privacy_accounting import device_privacy
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"], route_class=StrictJsonRoute)
 
 DeviceBatch = Annotated[
     list[DeviceCreate],

@@ -12,12 +12,13 @@ from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
 from fleet.api.models.common import Digest, problem_responses
 from fleet.api.models.models import ModelPublic
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.domain.model_card import ModelReference
 from fleet.services.models import get_model, register_reference
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"])
+router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["models"], route_class=StrictJsonRoute)
 
 
 @router.get("/{sha256}", responses=problem_responses(401, 404, 422))

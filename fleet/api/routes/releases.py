@@ -6,6 +6,8 @@ verified against the pinned root (a threshold of release keys) and stored byte f
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -16,14 +18,26 @@ from fleet.api.models.common import Digest, Name, problem_responses
 from fleet.api.models.delivery import ReleaseList, ReleasePublic, ReleaseSummary
 from fleet.api.problems import ProblemError
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.domain.records import Release
 from fleet.services import queries
 from fleet.services.releases import register_release
+from schemas import Envelope
 from schemas.dsse import DEFAULT_ENVELOPE_CAP
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/releases", tags=["releases"])
+router = APIRouter(prefix=f"{API_PREFIX}/releases", tags=["releases"], route_class=StrictJsonRoute)
+
+
+def _inline_envelope_schema() -> dict[str, Any]:
+    """The envelope's JSON Schema exactly as the parser holds it (no extra members),
+    with its one ``$defs`` entry inlined, since OpenAPI would resolve it elsewhere."""
+    schema = Envelope.model_json_schema()
+    signature = schema.pop("$defs")["Signature"]
+    schema["properties"]["signatures"]["items"] = signature
+    return schema
+
 
 _ENVELOPE_BODY = {
     "requestBody": {
@@ -34,15 +48,7 @@ _ENVELOPE_BODY = {
         ),
         "content": {
             "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["payloadType", "payload", "signatures"],
-                    "properties": {
-                        "payloadType": {"type": "string"},
-                        "payload": {"type": "string"},
-                        "signatures": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
+                "schema": _inline_envelope_schema(),
             }
         },
     }

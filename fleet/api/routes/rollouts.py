@@ -11,6 +11,7 @@ from fleet.api.models.common import problem_responses
 from fleet.api.models.rollouts import (
     PlanError,
     RolloutCreate,
+    RolloutCreated,
     RolloutDetail,
     RolloutId,
     RolloutList,
@@ -18,29 +19,32 @@ from fleet.api.models.rollouts import (
 )
 from fleet.api.problems import ProblemError
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
+from fleet.domain.rollout_plan import plan_to_json
 from fleet.services.rollouts import (
     act_on_rollout,
     create_rollout,
     list_rollouts,
     rollout_progress,
 )
-from fleet.store.repositories.rollouts import plan_to_json
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/rollouts", tags=["rollouts"])
+router = APIRouter(prefix=f"{API_PREFIX}/rollouts", tags=["rollouts"], route_class=StrictJsonRoute)
 Action = Literal["approve", "pause", "resume", "abort", "rollback"]
 
 
 @router.post("", status_code=201, responses=problem_responses(401, 403, 404, 409, 422))
-def create(body: RolloutCreate, context: ContextDep, caller: OperatorDep) -> RolloutPublic:
+def create(body: RolloutCreate, context: ContextDep, caller: OperatorDep) -> RolloutCreated:
     """Snapshot the targeted devices and wait for `approve`. 422 `invalid_plan` for a
-    plan whose waves shrink or mix percents and counts."""
+    plan whose waves shrink or mix percents and counts. Devices in another active rollout,
+    or whose reported firmware is below the release's signed `min_firmware_version`, are
+    left out, and `left_out` names them."""
     try:
         plan = body.plan.to_domain()
     except PlanError as exc:
         raise ProblemError(str(exc), status=422, code=exc.code) from exc
-    rollout = create_rollout(
+    created = create_rollout(
         context.new_uow(),
         release_digest=body.release_digest,
         plan=plan,
@@ -49,7 +53,7 @@ def create(body: RolloutCreate, context: ContextDep, caller: OperatorDep) -> Rol
         now=context.clock(),
         rollout_id=body.id,
     )
-    return RolloutPublic.from_domain(rollout)
+    return RolloutCreated.from_created(created)
 
 
 @router.get("", responses=problem_responses(401, 403))

@@ -16,13 +16,16 @@ from fleet.api.models.telemetry import (
     WindowDriftPublic,
 )
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 from fleet.services.drift import HISTORY, assess_release
 from fleet.services.privacy_accounting import privacy_account
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/telemetry", tags=["telemetry"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/telemetry", tags=["telemetry"], route_class=StrictJsonRoute
+)
 
 ModelVersion = Annotated[
     str | None,

@@ -8,11 +8,12 @@ from fleet.api.deps import AdminDep, ContextDep
 from fleet.api.models.admin import TokenCreate, TokenCreated, TokenList, TokenPublic
 from fleet.api.models.common import Name, problem_responses
 from fleet.api.routes import API_PREFIX
+from fleet.api.strict_json import StrictJsonRoute
 from fleet.services.tokens import issue_token, list_tokens, revoke_token
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
+router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"], route_class=StrictJsonRoute)
 
 
 @router.post(

@@ -206,7 +206,7 @@ def _component_json(component: InstalledComponent) -> dict[str, Any]:
 
 
 def _tag_rows(device_id: str, tags: Collection[str]) -> list[DeviceTagRow]:
-    return [DeviceTagRow(device_id=device_id, tag=tag) for tag in sorted(tags)]
+    return [DeviceTagRow(device_id=device_id, tag=tag) for tag in sorted(set(tags))]
 
 
 def _device_row(record: Device) -> DeviceRow:

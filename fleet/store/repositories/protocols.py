@@ -189,6 +189,14 @@ class RolloutRepository(Protocol):
         """Which of these devices are members of a rollout that is not over."""
         ...
 
+    def claims(self, device_ids: Collection[str]) -> dict[str, str]:
+        """Device → the active rollout holding it."""
+        ...
+
+    def detach(self, device_id: str) -> str | None:
+        """Take the device out of its active rollout; that rollout's id, or None."""
+        ...
+
     def members(self, rollout_id: str, *, below_rank: int | None = None) -> Sequence[Member]: ...
     def mark_directed(
         self, rollout_id: str, device_ids: Sequence[str], *, wave: int, at: datetime

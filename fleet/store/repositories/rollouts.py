@@ -7,10 +7,10 @@ code, not data, and are not stored (a drift gate will be a named, configured gat
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
 from fleet.domain.rollout import (
@@ -21,11 +21,12 @@ from fleet.domain.rollout import (
     RolloutEvent,
     RolloutStatus,
 )
-from fleet.domain.rollout_plan import FailurePolicy, Gates, Plan, Target, Wave
-from fleet.store.errors import NotFound
+from fleet.domain.rollout_plan import Target, plan_from_json, plan_to_json
+from fleet.store.errors import NotFound, mapped_integrity_errors
 from fleet.store.repositories.base import SqlRepository, chunked
 from fleet.store.tables import (
     DeviceRow,
+    RolloutClaimRow,
     RolloutEventRow,
     RolloutMemberRow,
     RolloutRow,
@@ -33,48 +34,11 @@ from fleet.store.tables import (
 )
 from schemas import DeviceState
 
-__all__ = ["MemberReport", "SqlRolloutRepository", "plan_from_json", "plan_to_json"]
+__all__ = ["MemberReport", "SqlRolloutRepository"]
 
 MemberReport = tuple[str, int, str | None, bool]  # device, wave, terminal state or None, online
 
 _OUTCOMES = (DeviceState.HEALTHY.value, DeviceState.FAILED.value, DeviceState.ROLLED_BACK.value)
-
-
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "on_failure": plan.on_failure.value,
-        "drift_gate": plan.drift_gate,
-        "waves": [
-            {
-                "percent": w.percent,
-                "count": w.count,
-                "soak_seconds": w.soak.total_seconds(),
-                "gates": {
-                    "max_failure_rate": w.gates.max_failure_rate,
-                    "max_rollback_rate": w.gates.max_rollback_rate,
-                    "max_offline_share": w.gates.max_offline_share,
-                    "min_reports": w.gates.min_reports,
-                },
-            }
-            for w in plan.waves
-        ],
-    }
-
-
-def plan_from_json(data: dict[str, Any]) -> Plan:
-    return Plan(
-        waves=tuple(
-            Wave(
-                percent=w["percent"],
-                count=w["count"],
-                soak=timedelta(seconds=w["soak_seconds"]),
-                gates=Gates(**w["gates"]),
-            )
-            for w in data["waves"]
-        ),
-        on_failure=FailurePolicy(data["on_failure"]),
-        drift_gate=data.get("drift_gate", True),  # plans stored before it existed
-    )
 
 
 def _target_to_json(target: Target) -> dict[str, Any]:
@@ -91,20 +55,36 @@ def _target_from_json(data: dict[str, Any]) -> Target:
 
 class SqlRolloutRepository(SqlRepository):
     def add(self, rollout: Rollout, members: Iterable[Member]) -> None:
-        self._insert([_row(rollout, rollout.created_at)])
-        for chunk in chunked(members):
-            self._insert(
-                [
-                    RolloutMemberRow(
-                        rollout_id=rollout.id,
-                        device_id=m.device_id,
-                        rank=m.rank,
-                        previous_release=m.previous_release,
-                        wave=m.wave,
-                    )
-                    for m in chunk
-                ]
-            )
+        """The rollout, its members and their claims, all or nothing.
+
+        Raises ``AlreadyExists`` if another rollout holds one of the devices; the unit of
+        work stays usable, so the caller may pick the free devices again and retry.
+        """
+        members = list(members)
+        with mapped_integrity_errors(), self._session.begin_nested():
+            self._session.add(_row(rollout, rollout.created_at))
+            self._session.flush()
+            # Claims go in device-id order: concurrent creations then wait on each other's
+            # keys in the same order, which PostgreSQL resolves without a deadlock.
+            for ids in chunked(sorted(m.device_id for m in members)):
+                self._session.add_all(
+                    [RolloutClaimRow(device_id=d, rollout_id=rollout.id) for d in ids]
+                )
+                self._session.flush()
+            for chunk in chunked(members):
+                self._session.add_all(
+                    [
+                        RolloutMemberRow(
+                            rollout_id=rollout.id,
+                            device_id=m.device_id,
+                            rank=m.rank,
+                            previous_release=m.previous_release,
+                            wave=m.wave,
+                        )
+                        for m in chunk
+                    ]
+                )
+                self._session.flush()
 
     def get(self, rollout_id: str, *, for_update: bool = False) -> Rollout | None:
         query = select(RolloutRow).where(col(RolloutRow.id) == rollout_id)
@@ -133,20 +113,45 @@ class SqlRolloutRepository(SqlRepository):
         )
         if result.rowcount == 0:
             raise NotFound(f"no rollout {rollout.id!r}")
+        if rollout.status in TERMINAL:
+            self._session.exec(
+                delete(RolloutClaimRow).where(col(RolloutClaimRow.rollout_id) == rollout.id)
+            )
 
     def busy_devices(self, device_ids: Collection[str]) -> set[str]:
-        """Which of these devices are members of a rollout that is not over."""
-        active = [s.value for s in RolloutStatus if s not in TERMINAL]
-        busy: set[str] = set()
+        """Which of these devices are held by a rollout that is not over."""
+        return set(self.claims(device_ids))
+
+    def claims(self, device_ids: Collection[str]) -> dict[str, str]:
+        """Device → the active rollout holding it, for those of ``device_ids`` that are held."""
+        held: dict[str, str] = {}
         for chunk in chunked(device_ids):
             rows = self._session.exec(
-                select(RolloutMemberRow.device_id)
-                .join(RolloutRow, col(RolloutRow.id) == col(RolloutMemberRow.rollout_id))
-                .where(col(RolloutRow.status).in_(active))
-                .where(col(RolloutMemberRow.device_id).in_(chunk))
+                select(RolloutClaimRow.device_id, RolloutClaimRow.rollout_id).where(
+                    col(RolloutClaimRow.device_id).in_(chunk)
+                )
             )
-            busy.update(rows)
-        return busy
+            held.update({device_id: rollout_id for device_id, rollout_id in rows})
+        return held
+
+    def detach(self, device_id: str) -> str | None:
+        """Take the device out of its active rollout; return that rollout's id, if any.
+
+        Its member row goes too, so the rollout's counts, gates and rollback no longer
+        see the device; the audit log keeps who took it out and when.
+        """
+        rollout_id = self.claims([device_id]).get(device_id)
+        if rollout_id is None:
+            return None
+        self._session.exec(
+            delete(RolloutClaimRow).where(col(RolloutClaimRow.device_id) == device_id)
+        )
+        self._session.exec(
+            delete(RolloutMemberRow)
+            .where(col(RolloutMemberRow.rollout_id) == rollout_id)
+            .where(col(RolloutMemberRow.device_id) == device_id)
+        )
+        return rollout_id
 
     def members(self, rollout_id: str, *, below_rank: int | None = None) -> Sequence[Member]:
         query = (
