@@ -5,11 +5,13 @@ Each is a thread with a stop event; the composition root starts and stops them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -20,7 +22,7 @@ from fleet.services.delivery import DesiredStatePublisher, publish_pending
 from fleet.services.presence import record_presence
 from fleet.services.status import IncomingMessage, ingest_status_batch
 from fleet.services.telemetry import TelemetryIngest
-from fleet.store import StoreError, UnitOfWork
+from fleet.store import StoreError, StoreUnavailable, UnitOfWork
 from fleet.transports.errors import TransportError
 from fleet.transports.mqtt_fleet import DeviceMessage
 from schemas import Envelope
@@ -107,7 +109,15 @@ class OutboxPump(_Worker):
 
 
 class DeviceInbox(_Worker):
-    """Drains device messages in batches: one transaction per batch."""
+    """Drains device messages in batches: one transaction per batch and kind.
+
+    A batch is taken off the queue once and ingested in stages (presence, then each run
+    of status or telemetry); a stage the database could not do now (``StoreUnavailable``:
+    a deadlock with another replica, a lost connection) committed nothing and is kept and
+    tried again after the worker's backoff, so a busy database delays device reports but
+    never loses them. A stage that fails for any other reason is a bug retrying cannot
+    fix: it is dropped, counted in ``fleet_worker_failures_total`` and logged.
+    """
 
     name = "device_inbox"
 
@@ -130,6 +140,7 @@ class DeviceInbox(_Worker):
         # Closing is a query on the open windows: not once per batch under load.
         self._close_every = close_every
         self._closed_at = -math.inf
+        self._stages: deque[Callable[[], None]] = deque()
 
     def _take_batch(self) -> list[DeviceMessage]:
         try:
@@ -144,25 +155,39 @@ class DeviceInbox(_Worker):
         return batch
 
     def _step(self) -> None:
-        batch = self._take_batch()
+        if not self._stages:
+            self._stages.extend(self._stages_of(self._take_batch()))
         if self._telemetry is not None and time.monotonic() - self._closed_at >= self._close_every:
             self._telemetry.close_due()
             self._closed_at = time.monotonic()
-        if not batch:
-            return
-        presence = [(m.device_id, m.payload, m.received_at) for m in batch if m.kind == "online"]
+        while self._stages:
+            try:
+                self._stages[0]()
+            except StoreUnavailable:
+                raise  # kept: ``_run`` backs off and the next step tries it again
+            except Exception:
+                self._stages.popleft()
+                raise
+            self._stages.popleft()
+
+    def _stages_of(self, batch: Sequence[DeviceMessage]) -> list[Callable[[], None]]:
         for message in batch:
             if message.transport == "mqtt":
                 self._metrics.mqtt_messages.labels(kind=message.kind).inc()
+        stages: list[Callable[[], None]] = []
+        presence = [(m.device_id, m.payload, m.received_at) for m in batch if m.kind == "online"]
         if presence:
-            record_presence(self._new_uow(), presence)
+            stages.append(functools.partial(self._record_presence, presence))
         # Status and telemetry share a device's counter: runs keep their arrival order.
         signed = [m for m in batch if m.kind in ("status", "telemetry")]
         for kind, run in itertools.groupby(signed, key=lambda m: m.kind):
-            if kind == "status":
-                self._ingest(list(run))
-            else:
-                self._ingest_telemetry(list(run))
+            messages = list(run)
+            ingest = self._ingest if kind == "status" else self._ingest_telemetry
+            stages.append(functools.partial(ingest, messages))
+        return stages
+
+    def _record_presence(self, presence: Sequence[tuple[str, bytes, datetime]]) -> None:
+        record_presence(self._new_uow(), presence)
 
     def _ingest_telemetry(self, reports: list[DeviceMessage]) -> None:
         if self._telemetry is None:

@@ -4,7 +4,8 @@ answer is documented, and every error as ``application/problem+json``.
 FastAPI documents its own 422 as ``application/json`` with its ``HTTPValidationError``
 shape, which our handlers never send, and leaves out what the middleware and the
 JSON reader answer for any operation: 400 (an unparsable body), 413 (a body over the
-limit), 429 (a rate limit). This rewrites the generated document once, at first use.
+limit), 429 (a rate limit), 503 (the database busy or unreachable). This rewrites the
+generated document once, at first use.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses: dict[str, Any] = operation.setdefault("responses", {})
-            extra = ["429"]
+            extra = ["429", "503"]
             if "requestBody" in operation:
                 extra += ["400", "413"]
             if operation.get("parameters") or "requestBody" in operation:

@@ -33,6 +33,7 @@ from fleet.services.ports import (
     NotFound,
     RangeNotSatisfiable,
     StoreError,
+    StoreUnavailable,
 )
 
 __all__ = ["ProblemError", "install_problem_handlers", "problem_response"]
@@ -150,6 +151,7 @@ _SERVICE_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RangeNotSatisfiable, 416),
     (BlobTooLarge, 413),
     (Conflict, 409),
+    (StoreUnavailable, 503),
 )
 
 
@@ -161,9 +163,12 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError | StoreError)
     code: str = exc.code
     extra = exc.extra if isinstance(exc, ServiceError) else None
-    return problem_response(
+    response = problem_response(
         request, status=_status_of(exc), code=code, detail=str(exc), extra=extra
     )
+    if isinstance(exc, StoreUnavailable):  # nothing was committed: the same request may retry
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

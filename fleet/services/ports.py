@@ -17,6 +17,7 @@ from fleet.store import (
     NotFound,
     RangeNotSatisfiable,
     StoreError,
+    StoreUnavailable,
     UnitOfWork,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "NotFound",
     "RangeNotSatisfiable",
     "StoreError",
+    "StoreUnavailable",
     "UnitOfWork",
 ]

@@ -13,10 +13,14 @@ _STATES = {b"online": True, b"offline": False}
 
 
 def record_presence(uow: UnitOfWork, updates: Sequence[tuple[str, bytes, datetime]]) -> int:
-    """Apply presence updates for enrolled devices; return how many were applied."""
+    """Apply presence updates for enrolled devices; return how many were applied.
+
+    In device-id order (stable, so a device's last update still wins), as status ingest
+    writes device rows: concurrent batches on two replicas cannot deadlock.
+    """
     applied = 0
     with uow:
-        for device_id, payload, at in updates:
+        for device_id, payload, at in sorted(updates, key=lambda update: update[0]):
             online = _STATES.get(payload.strip())
             if online is None or uow.devices.get(device_id) is None:
                 continue

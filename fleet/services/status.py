@@ -76,7 +76,13 @@ def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
 def ingest_status_batch(
     uow: UnitOfWork, messages: Sequence[IncomingMessage]
 ) -> list[StatusOutcome]:
+    """Judge and record each message, in one transaction; the outcomes in device-id order.
+
+    Device rows are updated in device-id order (a stable sort: one device's messages keep
+    their arrival order), the order every other batch writer takes them in, so two
+    replicas ingesting overlapping batches queue on each other instead of deadlocking.
+    """
     with uow:
-        outcomes = [_judge(uow, message) for message in messages]
+        outcomes = [_judge(uow, m) for m in sorted(messages, key=lambda m: m.device_id)]
         uow.commit()
     return outcomes

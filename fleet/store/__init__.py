@@ -21,6 +21,7 @@ from fleet.store.errors import (
     NotFound,
     RangeNotSatisfiable,
     StoreError,
+    StoreUnavailable,
 )
 from fleet.store.migrate import upgrade
 from fleet.store.uow import SqlUnitOfWork, UnitOfWork
@@ -37,6 +38,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "SqlUnitOfWork",
     "StoreError",
+    "StoreUnavailable",
     "UnitOfWork",
     "make_engine",
     "make_session_factory",

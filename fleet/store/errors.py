@@ -7,6 +7,9 @@ Exception tree::
     ├── Conflict            the database refused a write that breaks its constraints
     │   ├── AlreadyExists   a row with that key (or unique value) is already there
     │   └── MissingReference the row names another that does not exist
+    ├── StoreUnavailable    the database could not do it now (a deadlock, a lock wait
+    │                       that timed out, a lost connection); nothing was committed,
+    │                       so the same work may be tried again
     └── BlobError
         ├── BlobTooLarge    a stream went past its limit; nothing was stored
         ├── BlobNotFound    no blob with that sha256
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 __all__ = [
     "AlreadyExists",
@@ -30,7 +33,9 @@ __all__ = [
     "NotFound",
     "RangeNotSatisfiable",
     "StoreError",
+    "StoreUnavailable",
     "mapped_integrity_errors",
+    "unavailable_store",
 ]
 
 
@@ -52,6 +57,10 @@ class AlreadyExists(Conflict):
 
 class MissingReference(Conflict):
     code = "missing_reference"
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"
 
 
 class BlobError(StoreError):
@@ -95,3 +104,18 @@ def mapped_integrity_errors() -> Iterator[None]:
         if code in _FOREIGN_KEY:
             raise MissingReference(detail) from error
         raise Conflict(detail) from error
+
+
+def unavailable_store(error: BaseException | None) -> StoreUnavailable | None:
+    """The ``StoreUnavailable`` a driver's operational error stands for, or None.
+
+    PostgreSQL's deadlock and serialization failures, SQLite's "database is locked" and a
+    dropped connection all arrive as ``OperationalError``: each aborts the transaction,
+    and retrying the same work is the remedy. The message is generic (the driver's, with
+    its SQL, stays in the cause and the logs).
+    """
+    if not isinstance(error, OperationalError):
+        return None
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    reason = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return StoreUnavailable(f"the database is busy or unreachable{reason}; try again")

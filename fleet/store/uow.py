@@ -17,7 +17,7 @@ from typing import Protocol, Self
 
 from sqlmodel import Session
 
-from fleet.store.errors import mapped_integrity_errors
+from fleet.store.errors import mapped_integrity_errors, unavailable_store
 from fleet.store.repositories import (
     ArtifactRepository,
     AuditLog,
@@ -146,6 +146,9 @@ class SqlUnitOfWork:
         finally:
             session.close()
             self._session = None
+        unavailable = unavailable_store(exc)
+        if unavailable is not None:
+            raise unavailable from exc
 
     def commit(self) -> None:
         with mapped_integrity_errors():

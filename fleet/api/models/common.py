@@ -106,6 +106,7 @@ PROBLEM_DESCRIPTIONS = {
     416: "byte range outside the artifact",
     422: "refused input; `code` says why",
     429: "too many requests from this address or token; see Retry-After",
+    503: "the database is busy or unreachable; nothing was changed, retry after Retry-After",
 }
 
 
