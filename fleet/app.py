@@ -1,12 +1,16 @@
 """The composition root: settings → store → services → API and transports.
 
 Nothing is built at import time; ``build_server`` wires one server process and
-``FleetServer.start``/``stop`` run its moving parts (broker, MQTT, workers).
+``FleetServer.start``/``stop`` run its moving parts (broker, MQTT, workers). ``stop``
+drains: it stops taking device messages, finishes the ones it holds and publishes the
+director manifests still queued before it disconnects (docs/server.md "Stopping").
 """
 
 from __future__ import annotations
 
 import queue
+import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from fleet.api.context import ApiContext
 from fleet.domain.records import Role as TokenRole
 from fleet.observability import Metrics
 from fleet.ratelimit import ApiRates, DeviceBudget, RateLimiter, parse_rate
+from fleet.readiness import ReadinessProbe
 from fleet.rollout_worker import RolloutEngine
 from fleet.root_store import RootStore
 from fleet.services.director import Director
@@ -69,7 +74,10 @@ class FleetServer:
     broker: Broker | None = None
     rollout_engine: RolloutEngine | None = None
     coap: CoapServer | None = None
+    draining: threading.Event = field(default_factory=threading.Event)
+    """Set by ``stop``: ``/readyz`` answers 503 from then on."""
     _running: ExitStack = field(default_factory=ExitStack, repr=False)
+    _coap_running: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         if self.embedded_broker_port is not None:
@@ -91,22 +99,41 @@ class FleetServer:
             self.rollout_engine.start()
         _log.info("server_started", mqtt=f"{self.mqtt_endpoint.host}:{self.mqtt_endpoint.port}")
 
-    def stop(self) -> None:
+    def stop(self, *, drain_timeout: float = 5.0) -> None:
+        """Drain, then stop, in the order that loses nothing: the rollout lease goes
+        first (another replica's engine takes over at once), then device intake (MQTT
+        unsubscribes, so the broker sends the shared subscription to the other replicas;
+        CoAP stops), then what was received is ingested, then the manifests still queued
+        are published. ``drain_timeout`` bounds the ingesting and the publishing."""
+        self.draining.set()
+        started = time.monotonic()
         if self.rollout_engine is not None:
             self.rollout_engine.stop()
-        self.pump.stop()
-        self.inbox.stop()
+        try:
+            self.transport.stop_receiving()
+        except TransportError as exc:  # the broker is gone: nothing more arrives anyway
+            _log.warning("mqtt_unsubscribe_failed", error=str(exc))
+        if self.coap is not None and self._coap_running:
+            self.coap.stop()
+            self._coap_running = False
+        drained = self.inbox.drain(drain_timeout)
+        published = self.pump.drain(max(0.5, drain_timeout - (time.monotonic() - started)))
         self.transport.stop()
         self._running.close()
         self.engine.dispose()
-        _log.info("server_stopped")
+        _log.info(
+            "server_stopped",
+            drained=drained,
+            manifests_published=published,
+            seconds=round(time.monotonic() - started, 2),
+        )
 
     def _start_coap(self, coap: CoapServer) -> None:
         try:
             coap.start()
         except TransportError as exc:
             raise ConfigurationError(f"{exc} (set FLEET_COAP_HOST, FLEET_COAP_PORT)") from exc
-        self._running.callback(coap.stop)
+        self._coap_running = True
 
 
 def _load_director_key(settings: Settings, roots: RootStore) -> SigningKey:
@@ -204,6 +231,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         metrics=metrics,
         budget=budget,
     )
+    draining = threading.Event()
     pump = OutboxPump(
         new_uow,
         NotifyingPublisher(transport, coap.notify),
@@ -228,6 +256,9 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
                 per_address=parse_rate(settings.api_rate_per_address),
             ),
             rate_limiter=limiter,
+            readiness=ReadinessProbe(
+                engine, broker_connected=lambda: transport.connected, draining=draining.is_set
+            ),
         )
     )
     telemetry = TelemetryIngest(new_uow, clock=clock, policy=_telemetry_policy(settings))
@@ -243,6 +274,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         embedded_broker_port=embedded_port,
         engine=engine,
         coap=coap,
+        draining=draining,
         rollout_engine=RolloutEngine(
             new_uow,
             director,

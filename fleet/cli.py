@@ -46,8 +46,21 @@ def serve(
     host: Annotated[str | None, typer.Option(help="overrides FLEET_HTTP_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="overrides FLEET_HTTP_PORT")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    shutdown_seconds: Annotated[
+        int, typer.Option(min=0, help="on SIGTERM, how long requests in flight may take")
+    ] = 3,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0, help="then how long ingesting received reports and publishing manifests may"
+        ),
+    ] = 5.0,
 ) -> None:
-    """Run the admin API, the MQTT director and the device inbox in one process."""
+    """Run the admin API, the MQTT director and the device inbox in one process.
+
+    SIGTERM stops it cleanly and exits 0: requests in flight finish, device intake
+    stops, what was received is ingested and queued manifests are published
+    (docs/server.md "Stopping")."""
     import uvicorn
 
     from fleet.app import ConfigurationError, build_server
@@ -64,22 +77,22 @@ def serve(
     except (ConfigurationError, RootStoreError, BrokerStartError, TransportError) as exc:
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it unwinds through
-    # the finally below, so the workers and the embedded broker are stopped too.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # SIGTERM is a request to stop: uvicorn stops accepting connections and finishes the
+    # requests in flight (up to --shutdown-seconds), then the server drains and the
+    # process exits 0. uvicorn re-raises the signal once it has shut down; ignoring that
+    # second delivery lets the drain below run to its end.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         uvicorn.run(
             server.api,
             host=host or settings.http_host,
             port=port if port is not None else settings.http_port,
             log_level=log_level.lower(),
+            timeout_graceful_shutdown=shutdown_seconds,
         )
     finally:
-        server.stop()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+        server.stop(drain_timeout=drain_seconds)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @token_app.command("create")

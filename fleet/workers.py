@@ -98,6 +98,27 @@ class OutboxPump(_Worker):
         self._wake.set()
         super().stop(timeout)
 
+    def drain(self, timeout: float) -> int:
+        """Stop, then publish what is still queued until none is or ``timeout`` passes;
+        how many were published. Run after the inbox drained: its last batches may have
+        queued manifests (a rollout's next wave, a rollback)."""
+        deadline = time.monotonic() + timeout
+        self.stop(timeout)
+        published = 0
+        while (remaining := deadline - time.monotonic()) > 0:
+            batch = publish_pending(
+                self._new_uow(),
+                self._publisher,
+                roots=self._roots(),
+                now=self._clock,
+                timeout=remaining,
+            )
+            self._metrics.manifests_published.inc(batch)
+            published += batch
+            if batch == 0:
+                break
+        return published
+
     def _step(self) -> None:
         published = publish_pending(
             self._new_uow(), self._publisher, roots=self._roots(), now=self._clock
@@ -153,6 +174,19 @@ class DeviceInbox(_Worker):
             except queue.Empty:
                 break
         return batch
+
+    def drain(self, timeout: float) -> bool:
+        """Finish what was received (the queue and a kept batch), then stop; False if
+        ``timeout`` passed first (what is left is lost with the process)."""
+        deadline = time.monotonic() + timeout
+        while (not self._inbox.empty() or self._stages) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The step in progress finishes before the thread sees the stop.
+        self.stop(max(0.0, deadline - time.monotonic()))
+        left = self._inbox.qsize() + len(self._stages)
+        if left:
+            _log.warning("device_inbox_drain_incomplete", left=left)
+        return left == 0
 
     def _step(self) -> None:
         if not self._stages:

@@ -13,13 +13,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 
 from fleet.api.context import ApiContext
 from fleet.api.deps import ContextDep
 from fleet.api.middleware import ApiRateLimit, BodyLimit, RequestIds, RequestMetrics
-from fleet.api.models.common import ResponseModel
+from fleet.api.models.common import ResponseModel, problem_responses
 from fleet.api.openapi import install_openapi
-from fleet.api.problems import install_problem_handlers
+from fleet.api.problems import ProblemError, install_problem_handlers
 from fleet.api.routes import (
     API_PREFIX,
     artifacts,
@@ -47,15 +48,20 @@ _RESOURCES = (
 _STREAMED_UPLOADS = {("POST", f"{API_PREFIX}/artifacts")}
 
 _DESCRIPTION = """\
-Fleet OTA for TinyML microcontrollers. Every endpoint but `GET /healthz`, `GET /metrics`
-and artifact downloads needs `Authorization: Bearer <token>`; a token's role (viewer <
-operator < admin) decides what it may do. Errors are RFC 9457 `application/problem+json`
-documents whose `code` is stable. See docs/api.md.
+Fleet OTA for TinyML microcontrollers. Every endpoint but `GET /healthz`, `GET /readyz`,
+`GET /metrics` and artifact downloads needs `Authorization: Bearer <token>`; a token's
+role (viewer < operator < admin) decides what it may do. Errors are RFC 9457
+`application/problem+json` documents whose `code` is stable. See docs/api.md.
 """
 
 
 class Health(ResponseModel):
     status: str
+
+
+class Ready(ResponseModel):
+    status: str = Field(description='"ready"')
+    checks: dict[str, str] = Field(description='check name → "ok" (each of them, when ready)')
 
 
 def create_api(context: ApiContext) -> FastAPI:
@@ -73,6 +79,13 @@ def create_api(context: ApiContext) -> FastAPI:
     for resource in _RESOURCES:
         app.include_router(resource.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        tags=["operations"],
+        responses={503: problem_responses(503)[503] | {"description": "not ready; see checks"}},
+    )
     app.add_api_route(
         "/metrics",
         metrics,
@@ -99,7 +112,7 @@ def create_api(context: ApiContext) -> FastAPI:
 def _not_admin_api(method: str, path: str) -> bool:
     """Health, metrics and device artifact downloads are not rate limited per client: a
     fleet behind one NAT downloads from one address."""
-    if path in ("/healthz", "/metrics"):
+    if path in ("/healthz", "/readyz", "/metrics"):
         return True
     return method in ("GET", "HEAD") and path.startswith(f"{API_PREFIX}/artifacts/")
 
@@ -107,6 +120,18 @@ def _not_admin_api(method: str, path: str) -> bool:
 def healthz() -> Health:
     """Liveness: the process answers. No token needed."""
     return Health(status="ok")
+
+
+def readyz(context: ContextDep) -> Ready:
+    """Readiness: the database reachable and at the migrations' head, the broker
+    connected, not draining. 503 ``not_ready`` with each check's outcome otherwise (a
+    load balancer stops sending requests). No token needed."""
+    checks = dict(context.readiness())
+    failing = {name: outcome for name, outcome in checks.items() if outcome != "ok"}
+    if failing:
+        detail = "; ".join(f"{name}: {outcome}" for name, outcome in sorted(failing.items()))
+        raise ProblemError(detail, status=503, code="not_ready", extra={"checks": checks})
+    return Ready(status="ready", checks=checks)
 
 
 def metrics(context: ContextDep) -> Response:

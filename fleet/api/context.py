@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,3 +30,5 @@ class ApiContext:
     telemetry_min_reporters: int = DEFAULT_MIN_REPORTERS
     api_rates: ApiRates | None = None  # None: no rate limits (tests that do not test them)
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    readiness: Callable[[], Mapping[str, str]] = lambda: {}
+    """``GET /readyz``'s checks: name → "ok" or why not (``fleet.readiness``)."""

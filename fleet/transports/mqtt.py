@@ -124,6 +124,22 @@ class ServerMqtt:
         if self.connected:
             self._subscribe_all([topic_filter])
 
+    def unsubscribe_all(self, *, timeout: float = 2.0) -> None:
+        """Stop receiving: drop every filter (for good, reconnects included) and wait up
+        to ``timeout`` for the broker's UNSUBACK; what arrived before it is still handled.
+        With a shared subscription the broker sends the rest to the group's other members.
+        """
+        filters, self._filters = self._filters, []
+        if not filters or not self.connected:
+            return
+        acknowledged = threading.Event()
+        self._client.on_unsubscribe = lambda *args: acknowledged.set()
+        with _mapped("unsubscribe"):
+            rc, _mid = self._client.unsubscribe(filters)
+        _check(rc, "unsubscribe")
+        if not acknowledged.wait(timeout):
+            raise BrokerUnavailable(f"no UNSUBACK in {timeout}s")
+
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> paho.MQTTMessageInfo:
         with _mapped("publish"):
             info = self._client.publish(topic, payload, qos=1, retain=retain)

@@ -66,6 +66,10 @@ class MqttFleetTransport:
             self._mqtt.subscribe(f"$share/{self._share_group}/tf/d/+/{kind}")
         self._mqtt.start(timeout=timeout)
 
+    def stop_receiving(self, *, timeout: float = 2.0) -> None:
+        """Take no more device messages (draining); publishing still works."""
+        self._mqtt.unsubscribe_all(timeout=timeout)
+
     def stop(self) -> None:
         self._mqtt.stop()
 

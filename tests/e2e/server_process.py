@@ -1,4 +1,4 @@
-"""``fleet serve`` as a real child process, so a test can SIGKILL it mid-work."""
+"""``fleet serve`` as a real child process, so a test can SIGKILL or SIGTERM it mid-work."""
 
 from __future__ import annotations
 
@@ -67,19 +67,31 @@ class ServerProcess:
                     + self.log_path.read_text(errors="replace")[-4000:]
                 )
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         self.kill()
-        raise RuntimeError("fleet serve did not answer /healthz in time")
+        raise RuntimeError("fleet serve was not ready (/readyz) in time")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; what a crash looks like."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def terminate(self, *, timeout: float = 30.0) -> tuple[int, float]:
+        """SIGTERM, as an orchestrator stops a replica; its exit code and how long it
+        took to exit."""
+        assert self.process is not None and self.process.poll() is None
+        started = time.monotonic()
+        self.process.terminate()
+        code = self.process.wait(timeout=timeout)
+        return code, time.monotonic() - started
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

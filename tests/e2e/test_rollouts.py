@@ -263,14 +263,18 @@ def _lock_holders(database_url: str) -> list[str]:
         database_url,
         "SELECT a.application_name FROM pg_locks l JOIN "
         "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-        "AND l.granted",
+        "AND l.granted AND a.datname = current_database()",  # pg_locks is cluster-wide
     )
     return sorted(name for (name,) in rows)
 
 
-def test_a_second_replica_finishes_a_rollout_when_the_first_dies(
-    trust: Trust, mosquitto: Broker, tmp_path: Path, database_url: str | None
+@pytest.mark.parametrize("ending", ["killed", "terminated"])
+def test_a_second_replica_finishes_a_rollout_when_the_first_stops(
+    trust: Trust, mosquitto: Broker, tmp_path: Path, database_url: str | None, ending: str
 ) -> None:
+    """SIGKILL is a crash; SIGTERM is an orchestrator's stop, which must exit 0 within
+    10 s after draining. Either way the other replica finishes the rollout, with one
+    install manifest per device."""
     if database_url is None:
         pytest.skip("replicas share a PostgreSQL database; SQLite serves one process")
     raise_file_limit()
@@ -310,13 +314,18 @@ def test_a_second_replica_finishes_a_rollout_when_the_first_dies(
             client.act_on_rollout("replicated", "approve")
             _wait_for(client, "replicated", lambda r: r["wave"] >= 1)
             assert _lock_holders(database_url) == ["fleet-a"]
-            first.kill()
+            if ending == "killed":
+                first.kill()
+            else:
+                code, seconds = first.terminate()
+                print(f"SIGTERM mid-rollout: exit {code} after {seconds:.1f} s")
+                assert (code, seconds < 10) == (0, True), first.log_tail()
             assert eventually(lambda: _lock_holders(database_url) == ["fleet-b"], timeout=10)
             runner.join()
             assert outcome.get("ok"), fleet.view.counts()
             detail = _wait_for(client, "replicated", lambda r: r["status"] == "completed")
             print(
-                f"{REPLICA_DEVICES} devices via two replicas, one killed: "
+                f"{REPLICA_DEVICES} devices via two replicas, one {ending}: "
                 f"{time.monotonic() - started:.1f} s"
             )
             _assert_waves_only_grew(detail)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
@@ -22,48 +21,17 @@ from sqlmodel import Session
 from fleet.observability import Metrics
 from fleet.services.status import IncomingMessage, ingest_status_batch
 from fleet.store import StoreUnavailable
-from fleet.store.db import make_engine, make_session_factory
-from fleet.store.uow import SqlUnitOfWork
+from fleet.store.db import make_engine
 from fleet.transports.mqtt_fleet import DeviceMessage
 from fleet.workers import DeviceInbox
-from schemas import DeviceState, StatusReport
-from signer.keys import SigningKey
-from signer.signing import sign_model
-from tests.store.builders import device, device_class
+from tests.store.signed_reports import enroll_signed, signed_status, status_events, uow_factory
 
 DEVICES = 60
 
 
-def _uows(engine: Engine) -> Callable[[], SqlUnitOfWork]:
-    sessions = make_session_factory(engine)
-    return lambda: SqlUnitOfWork(sessions)
-
-
-def _enroll(engine: Engine, count: int) -> dict[str, SigningKey]:
-    keys = {f"dev-{i:03d}": SigningKey.generate() for i in range(count)}
-    with _uows(engine)() as uow:
-        uow.device_classes.add(device_class())
-        for device_id, key in keys.items():
-            uow.devices.add(device(device_id, public_key_hex=key.public.public))
-        uow.commit()
-    return keys
-
-
-def _status(device_id: str, key: SigningKey, counter: int) -> IncomingMessage:
-    report = StatusReport(
-        device_id=device_id, counter=counter, sent=datetime.now(UTC), state=DeviceState.IDLE
-    )
-    return IncomingMessage(device_id, sign_model(report, [key]).to_bytes(), datetime.now(UTC))
-
-
-def _events(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM status_event")).scalar_one())
-
-
 def test_a_deadlock_is_reported_as_store_unavailable(postgres_engine: Engine) -> None:
-    _enroll(postgres_engine, 2)
-    new_uow = _uows(postgres_engine)
+    enroll_signed(postgres_engine, 2)
+    new_uow = uow_factory(postgres_engine)
     both_hold_one = threading.Barrier(2, timeout=10)
     raised: list[BaseException] = []
 
@@ -94,11 +62,11 @@ def test_a_deadlock_is_reported_as_store_unavailable(postgres_engine: Engine) ->
 
 
 def test_overlapping_batches_from_two_replicas_do_not_deadlock(postgres_engine: Engine) -> None:
-    keys = _enroll(postgres_engine, DEVICES)
+    keys = enroll_signed(postgres_engine, DEVICES)
     ids = sorted(keys)
-    forward = [_status(d, keys[d], 1) for d in ids]
-    backward = [_status(d, keys[d], 2) for d in reversed(ids)]
-    new_uow = _uows(postgres_engine)
+    forward = [signed_status(d, keys[d], 1) for d in ids]
+    backward = [signed_status(d, keys[d], 2) for d in reversed(ids)]
+    new_uow = uow_factory(postgres_engine)
     start = threading.Barrier(2, timeout=10)
     raised: list[BaseException] = []
     accepted: list[int] = []
@@ -120,13 +88,13 @@ def test_overlapping_batches_from_two_replicas_do_not_deadlock(postgres_engine: 
     assert raised == []
     # Every counter-2 report is newer; a counter-1 report that lost the race is a replay.
     assert sum(accepted) >= DEVICES
-    assert _events(postgres_engine) == sum(accepted)
+    assert status_events(postgres_engine) == sum(accepted)
 
 
 def test_the_inbox_keeps_a_batch_the_database_could_not_take_and_ingests_it_later(
     postgres_engine: Engine,
 ) -> None:
-    keys = _enroll(postgres_engine, 3)
+    keys = enroll_signed(postgres_engine, 3)
     # The worker's own engine gives up on a row lock after 200 ms, as PostgreSQL does
     # for a deadlock victim: an OperationalError, nothing committed.
     impatient = make_engine(
@@ -134,26 +102,26 @@ def test_the_inbox_keeps_a_batch_the_database_could_not_take_and_ingests_it_late
     )
     inbox: queue.Queue[DeviceMessage] = queue.Queue()
     metrics = Metrics()
-    worker = DeviceInbox(_uows(impatient), inbox, metrics=metrics)
+    worker = DeviceInbox(uow_factory(impatient), inbox, metrics=metrics)
     blocker = Session(postgres_engine)
     try:
         blocker.execute(text("SELECT id FROM device WHERE id = 'dev-001' FOR UPDATE"))
         for device_id, key in keys.items():
-            message = _status(device_id, key, 7)
+            message = signed_status(device_id, key, 7)
             inbox.put(DeviceMessage("status", device_id, message.payload, message.received_at))
         worker.start()
         time.sleep(1.5)  # several attempts, each stopped by the held row lock
-        assert _events(postgres_engine) == 0
+        assert status_events(postgres_engine) == 0
         blocker.rollback()
         deadline = time.monotonic() + 15
-        while _events(postgres_engine) < len(keys) and time.monotonic() < deadline:
+        while status_events(postgres_engine) < len(keys) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         blocker.close()
         worker.stop()
         impatient.dispose()
 
-    assert _events(postgres_engine) == len(keys)
+    assert status_events(postgres_engine) == len(keys)
     sample = metrics.registry.get_sample_value
     assert sample("fleet_worker_failures_total", {"worker": "device_inbox"}) in (None, 0.0)
     dropped = sample(
