@@ -9,7 +9,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import Digest
+from schemas.common import Count, Digest, PositiveCount, SafeInt
 
 __all__ = [
     "ArenaEstimate",
@@ -100,7 +100,8 @@ class ModelCard(_Frozen):
 
 
 class ReferenceHistogram(_Frozen):
-    counts: tuple[int, ...]
+    # JSON-safe integers (the API's strict reader refuses larger ones): the schema says so.
+    counts: tuple[Count, ...]
     proportions: tuple[float, ...] = Field(description="counts / reference size")
 
 
@@ -113,8 +114,10 @@ class ModelReference(_Frozen):
     """
 
     task: str
-    seed: int = Field(description="reference windows: sensors.split(task, REFERENCE, size, seed)")
-    size: int = Field(ge=1)
+    seed: SafeInt = Field(
+        description="reference windows: sensors.split(task, REFERENCE, size, seed)"
+    )
+    size: PositiveCount
     model_sha256: Digest
     float_accuracy: float
     int8_accuracy: float
