@@ -43,7 +43,10 @@ from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey, load_signing_key
 
 __all__ = [
+    "BROKER_LOGINS",
+    "BROKER_LOGINS_FILE",
     "ENROLLMENT",
+    "BrokerLoginEntry",
     "DeviceAgent",
     "DeviceSpec",
     "Endpoints",
@@ -70,6 +73,8 @@ class DeviceSpec:
     key_path: Path
     tags: tuple[str, ...] = ()
     transport: Literal["mqtt", "coap"] = "mqtt"
+    broker_password: str | None = None
+    """Its broker login's password, when the server manages logins (``BROKER_LOGINS``)."""
 
 
 def with_coap_share(specs: Sequence[DeviceSpec], share: float) -> list[DeviceSpec]:
@@ -96,15 +101,37 @@ class EnrollmentEntry(BaseModel):
 ENROLLMENT: TypeAdapter[list[EnrollmentEntry]] = TypeAdapter(list[EnrollmentEntry])
 
 
+class BrokerLoginEntry(BaseModel):
+    """One of the ``broker_logins`` an enrollment answered with."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: DeviceId
+    client_id: DeviceId
+    password: str = Field(min_length=1)
+
+
+BROKER_LOGINS_FILE = "broker-logins.json"
+BROKER_LOGINS: TypeAdapter[list[BrokerLoginEntry]] = TypeAdapter(list[BrokerLoginEntry])
+
+
 def load_enrollment(keys_dir: Path) -> list[DeviceSpec]:
-    """Read ``devices.json`` from a ``fleet-sim keys`` directory (ValueError if bad)."""
+    """Read ``devices.json`` from a ``fleet-sim keys`` directory (ValueError if bad), and
+    ``broker-logins.json`` beside it if there is one: the enrollment answer's
+    ``broker_logins``, saved by whoever enrolled the devices."""
     entries = ENROLLMENT.validate_json((keys_dir / "devices.json").read_bytes())
+    logins_path = keys_dir / BROKER_LOGINS_FILE
+    passwords = (
+        {x.username: x.password for x in BROKER_LOGINS.validate_json(logins_path.read_bytes())}
+        if logins_path.exists()
+        else {}
+    )
     return [
         DeviceSpec(
             device_id=entry.id,
             device_class=entry.device_class,
             key_path=keys_dir / f"{entry.id}.key",
             tags=entry.tags,
+            broker_password=passwords.get(entry.id),
         )
         for entry in entries
     ]
@@ -150,6 +177,7 @@ class DeviceAgent:
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observer: Observer | None = None
     capabilities: DeviceCapabilities = FACTORY_CAPABILITIES
+    broker_password: str | None = None
     fetcher: HttpArtifactFetcher | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -161,6 +189,7 @@ class DeviceAgent:
             port=self.endpoints.mqtt_port,
             on_desired=mailbox.put,
             rng=self.rng,
+            password=self.broker_password,
         )
         device = self._device(link)
         try:
@@ -348,6 +377,7 @@ class Fleet:
                             fetch_policy=self.fetch_policy,
                             observer=self._observe,
                             capabilities=self.capabilities,
+                            broker_password=spec.broker_password,
                         )
                         await agent.run()
             except PowerLoss:

@@ -6,9 +6,10 @@ client's socket callbacks register its socket with the event loop (``add_reader`
 for keepalives. ``MqttHub`` runs that one periodic task for every client of the fleet.
 
 ``DeviceLink`` follows the wire contract in ``device_sim.wire``: MQTT 5, client id and
-username = device id, no password, last will ``offline`` (retained, QoS 1), ``online``
-published retained on every connect, ``desired`` subscribed on every connect (clean
-start, so the retained Delivery is redelivered), reconnects with jittered backoff.
+username = device id, its broker password if it has one, last will ``offline``
+(retained, QoS 1), ``online`` published retained on every connect, ``desired``
+subscribed on every connect (clean start, so the retained Delivery is redelivered),
+reconnects with jittered backoff.
 
 ``connect`` opens the TCP connection with paho's blocking ``reconnect`` (bounded by
 ``connect_timeout``); on a LAN that costs well under a millisecond per device, and the
@@ -108,8 +109,10 @@ class DeviceLink:
         keepalive: int = 60,
         connect_timeout: float = 5.0,
         rng: random.Random | None = None,
+        password: str | None = None,
     ) -> None:
         self.device_id = device_id
+        self._password = password
         self._hub = hub
         self._host = host
         self._port = port
@@ -132,7 +135,7 @@ class DeviceLink:
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
         )
-        client.username_pw_set(self.device_id)
+        client.username_pw_set(self.device_id, self._password)
         client.will_set(online_topic(self.device_id), OFFLINE, qos=QOS, retain=True)
         client.connect_timeout = connect_timeout
         client.on_connect = self._on_connect

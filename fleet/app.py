@@ -37,11 +37,12 @@ from fleet.store import BlobStore, SqlUnitOfWork, UnitOfWork, make_engine, upgra
 from fleet.store.db import make_session_factory
 from fleet.store.leases import EngineLease
 from fleet.transports.coap_server import CoapServer, NotifyingPublisher, build_coap_server
+from fleet.transports.dynsec import DynsecAccounts
 from fleet.transports.embedded_broker import Broker, free_port, running_mosquitto
 from fleet.transports.errors import TransportError
 from fleet.transports.mqtt import MqttEndpoint
 from fleet.transports.mqtt_fleet import DeviceMessage, MqttFleetTransport
-from fleet.workers import DeviceInbox, OutboxPump
+from fleet.workers import BrokerAccountSync, DeviceInbox, OutboxPump
 from schemas import Role
 from signer.keys import KeyFileError, SigningKey, load_signing_key
 
@@ -74,6 +75,8 @@ class FleetServer:
     broker: Broker | None = None
     rollout_engine: RolloutEngine | None = None
     coap: CoapServer | None = None
+    broker_accounts: DynsecAccounts | None = None
+    account_sync: BrokerAccountSync | None = None
     draining: threading.Event = field(default_factory=threading.Event)
     """Set by ``stop``: ``/readyz`` answers 503 from then on."""
     _running: ExitStack = field(default_factory=ExitStack, repr=False)
@@ -90,11 +93,16 @@ class FleetServer:
             if self.coap is not None:
                 self._start_coap(self.coap)
             self.transport.start()
+            if self.broker_accounts is not None:
+                self.broker_accounts.start()
+                self._running.callback(self.broker_accounts.stop)
         except BaseException:
             self._running.close()  # never leave a broker we started behind
             raise
         self.pump.start()
         self.inbox.start()
+        if self.account_sync is not None:
+            self.account_sync.start()
         if self.rollout_engine is not None:
             self.rollout_engine.start()
         _log.info("server_started", mqtt=f"{self.mqtt_endpoint.host}:{self.mqtt_endpoint.port}")
@@ -118,6 +126,8 @@ class FleetServer:
             self._coap_running = False
         drained = self.inbox.drain(drain_timeout)
         published = self.pump.drain(max(0.5, drain_timeout - (time.monotonic() - started)))
+        if self.account_sync is not None:  # its queue is in the database: nothing is lost
+            self.account_sync.stop()
         self.transport.stop()
         self._running.close()
         self.engine.dispose()
@@ -172,6 +182,24 @@ def _mqtt_endpoint(settings: Settings) -> tuple[MqttEndpoint, int | None]:
         return MqttEndpoint.parse(settings.mqtt_url), None
     port = settings.embedded_mqtt_port or free_port()
     return MqttEndpoint("127.0.0.1", port, SERVER_USERNAME), port
+
+
+def _broker_accounts(
+    settings: Settings,
+    endpoint: MqttEndpoint,
+    new_uow: Callable[[], UnitOfWork],
+    clock: Callable[[], datetime],
+    metrics: Metrics,
+) -> tuple[DynsecAccounts | None, BrokerAccountSync | None]:
+    if settings.broker_accounts == "none":
+        return None, None
+    if not settings.mqtt_url:
+        raise ConfigurationError(
+            "FLEET_BROKER_ACCOUNTS=dynsec manages an external Mosquitto's logins: set "
+            "FLEET_MQTT_URL to it (the embedded broker is for development, anonymous)"
+        )
+    accounts = DynsecAccounts(endpoint, client_id=f"{settings.mqtt_client_id}-accounts")
+    return accounts, BrokerAccountSync(new_uow, accounts, clock=clock, metrics=metrics)
 
 
 def _telemetry_policy(settings: Settings) -> TelemetryPolicy:
@@ -231,6 +259,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         metrics=metrics,
         budget=budget,
     )
+    accounts, account_sync = _broker_accounts(settings, endpoint, new_uow, clock, metrics)
     draining = threading.Event()
     pump = OutboxPump(
         new_uow,
@@ -256,6 +285,8 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
                 per_address=parse_rate(settings.api_rate_per_address),
             ),
             rate_limiter=limiter,
+            broker_logins=account_sync is not None,
+            on_broker_accounts_queued=account_sync.wake if account_sync else lambda: None,
             readiness=ReadinessProbe(
                 engine, broker_connected=lambda: transport.connected, draining=draining.is_set
             ),
@@ -274,6 +305,8 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
         embedded_broker_port=embedded_port,
         engine=engine,
         coap=coap,
+        broker_accounts=accounts,
+        account_sync=account_sync,
         draining=draining,
         rollout_engine=RolloutEngine(
             new_uow,

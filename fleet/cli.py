@@ -1,4 +1,5 @@
-"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet demo``, ``fleet model``."""
+"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet broker``, ``fleet demo``,
+``fleet model``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(model_app, name="model")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(drift_app, name="drift")
+broker_app = typer.Typer(no_args_is_help=True, help="the MQTT broker the server manages")
+app.add_typer(broker_app, name="broker")
 _err = Console(stderr=True)
 
 
@@ -120,6 +123,43 @@ def token_create(
         SqlUnitOfWork(sessions), name=name, role=parsed_role, actor="cli", now=utc_now()
     )
     sys.stdout.write(secret + "\n")
+
+
+@broker_app.command("dynsec-config")
+def broker_dynsec_config(
+    out: Annotated[Path, typer.Option(help="the plugin's config file to create (0600)")],
+    password_file: Annotated[
+        Path, typer.Option(help="a file holding the server's broker password (one line)")
+    ],
+    username: Annotated[str, typer.Option(help="the server replicas' broker login")] = (
+        "fleet-server"
+    ),
+) -> None:
+    """Write the starting file of Mosquitto's dynamic security plugin: the server's own
+    login (all of tf/, shared subscriptions, the control topic) and deny-all defaults.
+    The server adds each device's login itself (FLEET_BROKER_ACCOUNTS=dynsec); give it
+    the same login in FLEET_MQTT_URL (docs/server.md "Broker accounts")."""
+    import json
+    import os
+
+    from fleet.transports.dynsec import initial_config
+
+    try:
+        password = password_file.read_text().strip()
+    except OSError as exc:
+        _err.print(f"[red]error:[/] cannot read {password_file}: {exc.strerror}")
+        raise typer.Exit(2) from exc
+    if len(password) < 16:
+        _err.print("[red]error:[/] the server's broker password needs at least 16 characters")
+        raise typer.Exit(2)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        _err.print(f"[red]error:[/] {out} exists; the broker owns it once it runs")
+        raise typer.Exit(2) from exc
+    with os.fdopen(fd, "w") as file:
+        json.dump(initial_config(username, password), file, indent=1)
+    _err.print(f"wrote {out}")
 
 
 @app.command()

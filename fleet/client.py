@@ -92,6 +92,12 @@ class AdminClient:
         body = {"device_ids": list(device_ids)}
         return self._call("POST", f"/releases/{release_digest}/assign", json=body)
 
+    def revoke_device(self, device_id: str) -> Any:
+        return self._call("POST", f"/devices/{device_id}/revoke")
+
+    def new_broker_login(self, device_id: str) -> Any:
+        return self._call("POST", f"/devices/{device_id}/broker-login")
+
     def device(self, device_id: str) -> Any:
         return self._call("GET", f"/devices/{device_id}")
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from fleet.app import FleetServer, build_server, utc_now
 from fleet.http_server import serving
@@ -179,6 +180,7 @@ def running_server(
     *,
     database_url: str | None = None,
     mqtt_url: str | None = None,
+    broker_accounts: Literal["none", "dynsec"] = "none",
 ) -> Iterator[LocalServer]:
     """``fleet serve`` in this process: embedded broker unless ``mqtt_url`` is given."""
     token = "tf_" + secrets.token_urlsafe(32)
@@ -190,6 +192,7 @@ def running_server(
         director_key_path=trust.director_key,
         bootstrap_admin_token=token,
         coap_port=0,
+        broker_accounts=broker_accounts,
     )
     with serve_in_process(settings) as (server, base_url):
         yield LocalServer(server=server, base_url=base_url, admin_token=token)

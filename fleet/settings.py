@@ -7,6 +7,7 @@ SQLite and blobs under the data directory, and a Mosquitto the server starts its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(
         default="fleet-server",
         description="stable across restarts: the broker keeps this session's messages",
+    )
+    broker_accounts: Literal["none", "dynsec"] = Field(
+        default="none",
+        description="dynsec: the server creates and disables each device's broker login "
+        "through Mosquitto's dynamic security plugin (docs/server.md 'Broker accounts')",
     )
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     bootstrap_admin_token: str | None = Field(

@@ -18,6 +18,7 @@ from datetime import datetime
 import structlog
 
 from fleet.observability import Metrics
+from fleet.services.broker_accounts import BrokerAccounts, sync_broker_accounts
 from fleet.services.delivery import DesiredStatePublisher, publish_pending
 from fleet.services.presence import record_presence
 from fleet.services.status import IncomingMessage, ingest_status_batch
@@ -27,7 +28,7 @@ from fleet.transports.errors import TransportError
 from fleet.transports.mqtt_fleet import DeviceMessage
 from schemas import Envelope
 
-__all__ = ["DeviceInbox", "OutboxPump"]
+__all__ = ["BrokerAccountSync", "DeviceInbox", "OutboxPump"]
 
 _log = structlog.get_logger(__name__)
 UowFactory = Callable[[], UnitOfWork]
@@ -259,3 +260,38 @@ class DeviceInbox(_Worker):
                     device_id=outcome.device_id,
                     reason=outcome.reason,
                 )
+
+
+class BrokerAccountSync(_Worker):
+    """Applies queued broker login changes (``fleet.services.broker_accounts``);
+    ``wake()`` after queueing, so a revoked device is cut off at once."""
+
+    name = "broker_accounts"
+
+    def __init__(
+        self,
+        new_uow: UowFactory,
+        accounts: BrokerAccounts,
+        *,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+        idle_poll: float = 1.0,
+    ) -> None:
+        super().__init__(metrics)
+        self._new_uow = new_uow
+        self._accounts = accounts
+        self._clock = clock
+        self._idle_poll = idle_poll
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._wake.set()
+        super().stop(timeout)
+
+    def _step(self) -> None:
+        if sync_broker_accounts(self._new_uow(), self._accounts, now=self._clock) == 0:
+            self._wake.wait(self._idle_poll)
+            self._wake.clear()

@@ -30,5 +30,8 @@ class ApiContext:
     telemetry_min_reporters: int = DEFAULT_MIN_REPORTERS
     api_rates: ApiRates | None = None  # None: no rate limits (tests that do not test them)
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    broker_logins: bool = False
+    """The server manages devices' broker logins (FLEET_BROKER_ACCOUNTS=dynsec)."""
+    on_broker_accounts_queued: Callable[[], None] = lambda: None
     readiness: Callable[[], Mapping[str, str]] = lambda: {}
     """``GET /readyz``'s checks: name → "ok" or why not (``fleet.readiness``)."""

@@ -72,6 +72,19 @@ class Device:
     components: tuple[InstalledComponent, ...] = ()
     last_seen: datetime | None = None
     online: bool = False
+    revoked_at: datetime | None = None
+    """When an operator revoked it: its broker login and its signed messages are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccountChange:
+    """A change to a device's broker login, queued with the database change that needs it
+    and applied to the broker by ``fleet.services.broker_accounts``."""
+
+    id: int
+    device_id: str
+    action: str  # "create" | "disable"
+    password: str | None  # only for "create", and only until it is applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,7 @@ class DeviceSigner:
     device_class: str
     public_key_hex: str
     status_counter: int
+    revoked: bool = False
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ def assign_release(
             if device is None:
                 raise NotFoundError(f"device {device_id!r} is not enrolled")
             devices.append(device)
+        _refuse_revoked(devices)
         _refuse_old_firmware(release, devices)
         _leave_rollouts(uow, [d.id for d in devices], detach_from_rollouts, actor, now)
         records = issue_directions(uow, director, release, devices, now=now)
@@ -109,6 +110,16 @@ def assign_release(
         )
         uow.commit()
     return records
+
+
+def _refuse_revoked(devices: Sequence[Device]) -> None:
+    revoked = [d.id for d in devices if d.revoked_at is not None]
+    if revoked:
+        raise ConflictError(
+            f"revoked devices get no releases: {revoked[:5]}",
+            code="device_revoked",
+            extra={"revoked": revoked},
+        )
 
 
 def _refuse_old_firmware(release: Release, devices: Sequence[Device]) -> None:

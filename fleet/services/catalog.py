@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet.domain.records import Device, DeviceClass
+from fleet.services.broker_accounts import BrokerLogin, queue_broker_logins
 from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
 from fleet.store import AlreadyExists, UnitOfWork
 from schemas import PublicKey
 
-__all__ = ["Enrollment", "create_device_class", "enroll_devices", "set_device_tags"]
+__all__ = ["Enrolled", "Enrollment", "create_device_class", "enroll_devices", "set_device_tags"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,24 @@ def _refuse_repeats(what: str, values: Sequence[str]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    devices: list[Device]
+    broker_logins: list[BrokerLogin]
+    """One per device when the server manages broker logins; their passwords are not
+    kept, so this is the only time they are shown."""
+
+
 def enroll_devices(
-    uow: UnitOfWork, enrollments: Sequence[Enrollment], *, actor: str, now: datetime
-) -> list[Device]:
-    """Enroll all or none: one bad entry refuses the whole batch, naming it."""
+    uow: UnitOfWork,
+    enrollments: Sequence[Enrollment],
+    *,
+    actor: str,
+    now: datetime,
+    broker_logins: bool = False,
+) -> Enrolled:
+    """Enroll all or none: one bad entry refuses the whole batch, naming it. With
+    ``broker_logins`` each device's broker login is queued in the same transaction."""
     ids = [e.device_id for e in enrollments]
     _refuse_repeats("device ids", ids)
     devices = [_device(e, now) for e in enrollments]
@@ -90,6 +105,7 @@ def enroll_devices(
                 "a device's public key is already enrolled for another device "
                 "(or one of its ids was enrolled concurrently)"
             ) from exc
+        logins = queue_broker_logins(uow, ids, now=now) if broker_logins else []
         uow.audit.append(
             at=now,
             actor=actor,
@@ -98,7 +114,7 @@ def enroll_devices(
             detail={"count": len(devices), "ids": ids[:20]},
         )
         uow.commit()
-    return devices
+    return Enrolled(devices, logins)
 
 
 def set_device_tags(

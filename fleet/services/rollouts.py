@@ -92,7 +92,7 @@ def create_rollout(
 
     Devices already in an active rollout are left out (a device is in one at a time), and
     so are devices whose reported firmware is below the release's signed
-    ``min_firmware_version``; the result says which.
+    ``min_firmware_version``; the result says which. Revoked devices are never targeted.
     """
     rollout_id = rollout_id or uuid.uuid4().hex
     with uow:
@@ -107,11 +107,12 @@ def create_rollout(
             )
         if uow.rollouts.get(rollout_id) is not None:
             raise ConflictError(f"rollout {rollout_id} exists", code="already_exists")
-        targeted = uow.devices.find(
+        found = uow.devices.find(
             device_class=target.device_class,
             tags=target.tags,
             running_release_digest=target.current_release,
         )
+        targeted = [d for d in found if d.revoked_at is None]
         minimum = release.manifest().constraints.min_firmware_version
         too_old = below_minimum_firmware(targeted, minimum)
         devices = {d.id: d for d in targeted if d.id not in too_old}

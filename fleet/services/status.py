@@ -37,6 +37,8 @@ def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
     device = uow.devices.get(message.device_id)
     if device is None:
         return StatusOutcome(message.device_id, False, "unknown_device")
+    if device.revoked_at is not None:
+        return StatusOutcome(device.id, False, "revoked")
     try:
         report = verify_device_message(
             message.payload,

@@ -145,6 +145,8 @@ class TelemetryIngest:
         device = signers.get(message.device_id)
         if device is None:
             raise _Refused("unknown_device")
+        if device.revoked:
+            raise _Refused("revoked")
         report = verify_device_message(
             message.payload,
             device_id=device.id,

@@ -31,6 +31,7 @@ __all__ = [
     "ApiTokenRow",
     "ArtifactRow",
     "AuditEventRow",
+    "BrokerAccountRow",
     "CalibrationRow",
     "DeviceClassRow",
     "DeviceRow",
@@ -95,6 +96,7 @@ class DeviceRow(FleetTable, table=True):
     components: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     last_seen: datetime | None = Field(default=None, sa_type=UtcDateTime)
     online: bool = False
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class DeviceTagRow(FleetTable, table=True):
@@ -149,6 +151,32 @@ class CalibrationRow(FleetTable, table=True):
     version: int = Field(primary_key=True, sa_type=BigInteger)
     sha256: str = Field(max_length=DIGEST)
     length: int = Field(sa_type=BigInteger)
+
+
+class BrokerAccountRow(FleetTable, table=True):
+    """Changes to devices' broker logins, an outbox: written in the transaction that
+    enrolls or revokes the device, applied to the broker afterwards, kept as a record.
+
+    A new login's password is held only until the broker has it (then set to NULL): the
+    broker keeps its own salted hash, and the device got the password once, at enrollment.
+    """
+
+    __tablename__ = "broker_account_outbox"
+    __table_args__ = (
+        Index(
+            "ix_broker_account_outbox_pending",
+            "id",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    device_id: str = Field(index=True, max_length=NAME)
+    action: str = Field(max_length=16)
+    password: str | None = Field(default=None, max_length=128)
+    queued_at: datetime = Field(sa_type=UtcDateTime)
+    applied_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class DirectorRow(FleetTable, table=True):

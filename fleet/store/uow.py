@@ -21,6 +21,7 @@ from fleet.store.errors import mapped_integrity_errors, unavailable_store
 from fleet.store.repositories import (
     ArtifactRepository,
     AuditLog,
+    BrokerAccountOutbox,
     CalibrationRepository,
     DeviceClassRepository,
     DeviceRepository,
@@ -31,6 +32,7 @@ from fleet.store.repositories import (
     RolloutRepository,
     SqlArtifactRepository,
     SqlAuditLog,
+    SqlBrokerAccountOutbox,
     SqlCalibrationRepository,
     SqlDeviceClassRepository,
     SqlDeviceRepository,
@@ -67,6 +69,8 @@ class UnitOfWork(Protocol):
     @property
     def director(self) -> DirectorOutbox: ...
     @property
+    def broker_accounts(self) -> BrokerAccountOutbox: ...
+    @property
     def status_events(self) -> StatusEventRepository: ...
     @property
     def audit(self) -> AuditLog: ...
@@ -102,6 +106,7 @@ class SqlUnitOfWork:
     model_cards: SqlModelCardRepository
     calibrations: SqlCalibrationRepository
     director: SqlDirectorOutbox
+    broker_accounts: SqlBrokerAccountOutbox
     status_events: SqlStatusEventRepository
     audit: SqlAuditLog
     tokens: SqlTokenRepository
@@ -124,6 +129,7 @@ class SqlUnitOfWork:
         self.model_cards = SqlModelCardRepository(session)
         self.calibrations = SqlCalibrationRepository(session)
         self.director = SqlDirectorOutbox(session)
+        self.broker_accounts = SqlBrokerAccountOutbox(session)
         self.status_events = SqlStatusEventRepository(session)
         self.audit = SqlAuditLog(session)
         self.tokens = SqlTokenRepository(session)

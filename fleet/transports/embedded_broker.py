@@ -10,6 +10,7 @@ fixture (``tests/conftest.py``) uses it on a free port. Always stopped on exit::
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import socket
 import string
@@ -19,12 +20,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ACL",
     "TEMPLATE",
     "Broker",
     "BrokerStartError",
+    "Dynsec",
+    "find_dynsec_plugin",
     "find_mosquitto",
     "free_port",
     "running_mosquitto",
@@ -33,8 +37,23 @@ __all__ = [
 # A link to deploy/mosquitto, so the installed package carries the configs we ship.
 DEPLOY = Path(__file__).resolve().parent / "broker_config"
 TEMPLATE = DEPLOY / "mosquitto.conf.template"
+DYNSEC_TEMPLATE = DEPLOY / "mosquitto.dynsec.conf.template"
 ACL = DEPLOY / "acl"
 HOST = "127.0.0.1"
+# Where Debian and the eclipse-mosquitto image put the dynamic security plugin.
+DYNSEC_PLUGINS = (
+    Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+)
+
+
+@dataclass(frozen=True)
+class Dynsec:
+    """Start the broker with the dynamic security plugin, from this starting config
+    (``fleet.transports.dynsec.initial_config``)."""
+
+    config: dict[str, Any]
 
 
 class BrokerStartError(RuntimeError):
@@ -75,17 +94,28 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def _render(directory: Path, port: int, server_port: int) -> Path:
+def find_dynsec_plugin() -> Path | None:
+    return next((p for p in DYNSEC_PLUGINS if p.exists()), None)
+
+
+def _render(directory: Path, port: int, server_port: int, dynsec: Dynsec | None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    acl = directory / "acl"
-    shutil.copyfile(ACL, acl)
-    text = string.Template(TEMPLATE.read_text()).substitute(
-        port=port,
-        bind_address=HOST,
-        server_port=server_port,
-        acl_file=str(acl),
-        user=getpass.getuser(),
-    )
+    common = {"port": port, "bind_address": HOST, "server_port": server_port}
+    if dynsec is None:
+        acl = directory / "acl"
+        shutil.copyfile(ACL, acl)
+        text = string.Template(TEMPLATE.read_text()).substitute(
+            common, acl_file=str(acl), user=getpass.getuser()
+        )
+    else:
+        plugin = find_dynsec_plugin()
+        if plugin is None:
+            raise BrokerStartError("no mosquitto_dynamic_security.so (apt-get install mosquitto)")
+        state = directory / "dynamic-security.json"
+        state.write_text(json.dumps(dynsec.config, indent=1))
+        text = string.Template(DYNSEC_TEMPLATE.read_text()).substitute(
+            common, user=getpass.getuser(), dynsec_plugin=plugin, dynsec_file=state
+        )
     config = directory / "mosquitto.conf"
     config.write_text(text)
     return config
@@ -109,9 +139,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def _start(binary: str, directory: Path, timeout: float, port: int) -> Broker:
+def _start(
+    binary: str, directory: Path, timeout: float, port: int, dynsec: Dynsec | None
+) -> Broker:
     server_port = free_port()
-    config = _render(directory, port, server_port)
+    config = _render(directory, port, server_port, dynsec)
     log = directory / "mosquitto.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -141,8 +173,10 @@ def running_mosquitto(
     binary: str | None = None,
     timeout: float = 10.0,
     attempts: int = 3,
+    dynsec: Dynsec | None = None,
 ) -> Iterator[Broker]:
-    """Start Mosquitto with the dev config; stop it however the block ends.
+    """Start Mosquitto with the dev config (anonymous, the ACL file), or with the
+    dynamic security plugin; stop it however the block ends.
 
     Without ``port`` it takes a free one; as a free port can be taken between choosing
     it and Mosquitto binding it, a start that fails is tried again on another port.
@@ -154,7 +188,7 @@ def running_mosquitto(
     for attempt in range(1, attempts + 1):
         try:
             chosen = port if port is not None else free_port()
-            broker = _start(binary, directory / f"run-{attempt}", timeout, chosen)
+            broker = _start(binary, directory / f"run-{attempt}", timeout, chosen, dynsec)
             break
         except BrokerStartError:
             if attempt == attempts:

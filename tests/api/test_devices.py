@@ -18,7 +18,8 @@ async def test_one_device_is_enrolled_and_shown(fleet: Fleet) -> None:
     )
     assert created.status_code == 201, created.text
     shown = await fleet.client.get(f"{API}/devices/dev-00001", headers=fleet.auth(Role.VIEWER))
-    assert shown.json() == created.json()
+    # The enrollment answer is the device plus its broker login (none: unmanaged here).
+    assert created.json() == shown.json() | {"broker_login": None}
     assert shown.json() | {"keyid": None, "enrolled_at": None} == {
         "id": "dev-00001",
         "device_class": DEVICE_CLASS,
@@ -32,6 +33,7 @@ async def test_one_device_is_enrolled_and_shown(fleet: Fleet) -> None:
         "online": False,
         "last_seen": None,
         "director_sequence": 0,
+        "revoked_at": None,
     }
     again = await fleet.client.post(f"{API}/devices", json=entry, headers=fleet.auth(Role.OPERATOR))
     assert (again.status_code, problem_of(again)["code"]) == (409, "conflict")

@@ -212,3 +212,19 @@ def test_a_batch_of_counters_advances_only_where_each_is_higher(uow: SqlUnitOfWo
     }  # fmt: skip
     assert sorted(signers) == ["a", "b", "c", "d"]
     assert (signers["c"].status_counter, signers["c"].device_class) == (10, "esp32s3")
+
+
+@pytest.mark.usefixtures("fleet")
+def test_revoking_marks_the_device_once_and_its_signer_says_so(uow: SqlUnitOfWork) -> None:
+    later = NOW + timedelta(minutes=5)
+    with uow:
+        uow.devices.set_online("b", True, at=NOW)
+        assert uow.devices.revoke("b", at=later)
+        assert not uow.devices.revoke("b", at=later + timedelta(minutes=1))
+        assert not uow.devices.revoke("nobody", at=later)
+        uow.commit()
+    with uow:
+        device = uow.devices.get("b")
+        signers = uow.devices.signers(["a", "b"])
+    assert device is not None and (device.revoked_at, device.online) == (later, False)
+    assert (signers["a"].revoked, signers["b"].revoked) == (False, True)

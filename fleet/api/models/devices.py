@@ -18,16 +18,19 @@ from fleet.api.models.common import (
     Tags,
 )
 from fleet.domain.records import Calibration, Device, DeviceClass, DirectorRecord, StatusEvent
+from fleet.services.broker_accounts import BrokerLogin
 from fleet.services.catalog import Enrollment
 from schemas import Action, DeviceState, Envelope
 
 __all__ = [
+    "BrokerLoginPublic",
     "CalibrationPublic",
     "ComponentPublic",
     "DeviceClassCreate",
     "DeviceClassList",
     "DeviceClassPublic",
     "DeviceCreate",
+    "DeviceEnrolled",
     "DeviceList",
     "DevicePublic",
     "DeviceTags",
@@ -97,9 +100,26 @@ class DeviceTags(RequestModel):
     tags: Tags
 
 
+class BrokerLoginPublic(ResponseModel):
+    """A device's broker login. The password is shown this once; the server keeps no
+    copy (the broker keeps a salted hash)."""
+
+    username: str
+    client_id: str
+    password: str
+
+    @classmethod
+    def from_login(cls, login: BrokerLogin) -> BrokerLoginPublic:
+        return cls(username=login.username, client_id=login.client_id, password=login.password)
+
+
 class EnrollmentResult(ResponseModel):
     enrolled: int
     ids: list[str]
+    broker_logins: list[BrokerLoginPublic] = Field(
+        description="one per device, in order, when the server manages broker logins "
+        "(FLEET_BROKER_ACCOUNTS=dynsec); empty otherwise. Shown only here."
+    )
 
 
 class ComponentPublic(ResponseModel):
@@ -121,6 +141,9 @@ class DevicePublic(ResponseModel):
     online: bool
     last_seen: datetime | None
     director_sequence: int = Field(description="the last director sequence issued")
+    revoked_at: datetime | None = Field(
+        description="when it was revoked: its broker login and signed messages are refused"
+    )
 
     @classmethod
     def from_record(cls, record: Device) -> DevicePublic:
@@ -140,7 +163,14 @@ class DevicePublic(ResponseModel):
             online=record.online,
             last_seen=record.last_seen,
             director_sequence=record.director_sequence,
+            revoked_at=record.revoked_at,
         )
+
+
+class DeviceEnrolled(DevicePublic):
+    broker_login: BrokerLoginPublic | None = Field(
+        description="when the server manages broker logins: the device's, shown only here"
+    )
 
 
 class DeviceList(ResponseModel):

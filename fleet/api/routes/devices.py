@@ -17,7 +17,9 @@ from fleet.api.models.common import (
     problem_responses,
 )
 from fleet.api.models.devices import (
+    BrokerLoginPublic,
     DeviceCreate,
+    DeviceEnrolled,
     DeviceList,
     DevicePublic,
     DeviceTags,
@@ -26,9 +28,11 @@ from fleet.api.models.devices import (
     StatusEventPublic,
 )
 from fleet.api.models.telemetry import DevicePrivacyPublic
+from fleet.api.problems import ProblemError
 from fleet.api.routes import API_PREFIX
 from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
+from fleet.services.broker_accounts import issue_broker_login, revoke_device
 from fleet.services.catalog import enroll_devices, set_device_tags
 from fleet.services.privacy_accounting import device_privacy
 
@@ -48,24 +52,76 @@ _WRITE_PROBLEMS = problem_responses(401, 403, 404, 409, 413, 422)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_WRITE_PROBLEMS)
-def enroll(body: DeviceCreate, context: ContextDep, caller: OperatorDep) -> DevicePublic:
-    """Enroll one device; its class must exist and its id and key must be new."""
-    (device,) = enroll_devices(
-        context.new_uow(), [body.to_enrollment()], actor=caller.name, now=context.clock()
+def enroll(body: DeviceCreate, context: ContextDep, caller: OperatorDep) -> DeviceEnrolled:
+    """Enroll one device; its class must exist and its id and key must be new. When the
+    server manages broker logins, the answer carries the device's, shown only here."""
+    enrolled = enroll_devices(
+        context.new_uow(),
+        [body.to_enrollment()],
+        actor=caller.name,
+        now=context.clock(),
+        broker_logins=context.broker_logins,
     )
-    return DevicePublic.from_record(device)
+    context.on_broker_accounts_queued()
+    (device,) = enrolled.devices
+    login = next(iter(enrolled.broker_logins), None)
+    return DeviceEnrolled(
+        **DevicePublic.from_record(device).model_dump(),
+        broker_login=None if login is None else BrokerLoginPublic.from_login(login),
+    )
 
 
 @router.post("/bulk", status_code=status.HTTP_201_CREATED, responses=_WRITE_PROBLEMS)
 def enroll_bulk(body: DeviceBatch, context: ContextDep, caller: OperatorDep) -> EnrollmentResult:
-    """Enroll up to 10,000 devices at once; one bad entry refuses the whole batch."""
-    devices = enroll_devices(
+    """Enroll up to 10,000 devices at once; one bad entry refuses the whole batch. When
+    the server manages broker logins, the answer carries each device's, shown only here."""
+    enrolled = enroll_devices(
         context.new_uow(),
         [entry.to_enrollment() for entry in body],
         actor=caller.name,
         now=context.clock(),
+        broker_logins=context.broker_logins,
     )
-    return EnrollmentResult(enrolled=len(devices), ids=[d.id for d in devices])
+    context.on_broker_accounts_queued()
+    return EnrollmentResult(
+        enrolled=len(enrolled.devices),
+        ids=[d.id for d in enrolled.devices],
+        broker_logins=[BrokerLoginPublic.from_login(x) for x in enrolled.broker_logins],
+    )
+
+
+@router.post("/{device_id}/revoke", responses=problem_responses(401, 403, 404, 422))
+def revoke(device_id: DeviceId, context: ContextDep, caller: OperatorDep) -> DevicePublic:
+    """Cut a device off: its broker login disabled (the broker disconnects it at once),
+    its signed status and telemetry refused, and it leaves any active rollout. Audited;
+    revoking again changes nothing. There is no un-revoke: enroll it under a new id."""
+    device = revoke_device(
+        context.new_uow(),
+        device_id,
+        manage_logins=context.broker_logins,
+        actor=caller.name,
+        now=context.clock(),
+    )
+    context.on_broker_accounts_queued()
+    return DevicePublic.from_record(device)
+
+
+@router.post("/{device_id}/broker-login", responses=problem_responses(401, 403, 404, 409, 422))
+def new_broker_login(
+    device_id: DeviceId, context: ContextDep, caller: OperatorDep
+) -> BrokerLoginPublic:
+    """A new broker password for the device (the old one stops working once the broker
+    has the new one), shown only here. 409 `device_revoked` for a revoked device, 409
+    `broker_logins_unmanaged` when the server does not manage broker logins."""
+    if not context.broker_logins:
+        raise ProblemError(
+            "this server does not manage broker logins (FLEET_BROKER_ACCOUNTS=none)",
+            status=409,
+            code="broker_logins_unmanaged",
+        )
+    login = issue_broker_login(context.new_uow(), device_id, actor=caller.name, now=context.clock())
+    context.on_broker_accounts_queued()
+    return BrokerLoginPublic.from_login(login)
 
 
 @router.get("", responses=problem_responses(401, 422))

@@ -1,5 +1,6 @@
 """Repositories: rows ⇄ ``fleet.domain.records``, one per aggregate, none committing."""
 
+from fleet.store.repositories.broker_accounts import SqlBrokerAccountOutbox
 from fleet.store.repositories.catalog import (
     SqlArtifactRepository,
     SqlCalibrationRepository,
@@ -13,6 +14,7 @@ from fleet.store.repositories.open_telemetry import SqlOpenTelemetryRepository
 from fleet.store.repositories.protocols import (
     ArtifactRepository,
     AuditLog,
+    BrokerAccountOutbox,
     CalibrationRepository,
     DeviceClassRepository,
     DeviceRepository,
@@ -32,6 +34,7 @@ from fleet.store.repositories.tokens import SqlTokenRepository
 __all__ = [
     "ArtifactRepository",
     "AuditLog",
+    "BrokerAccountOutbox",
     "CalibrationRepository",
     "DeviceClassRepository",
     "DeviceRepository",
@@ -42,6 +45,7 @@ __all__ = [
     "RolloutRepository",
     "SqlArtifactRepository",
     "SqlAuditLog",
+    "SqlBrokerAccountOutbox",
     "SqlCalibrationRepository",
     "SqlDeviceClassRepository",
     "SqlDeviceRepository",

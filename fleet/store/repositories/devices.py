@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, text, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -54,12 +55,16 @@ class SqlDeviceRepository(SqlRepository):
         one query per 500 ids, for checking a batch of signed messages."""
         found: dict[str, DeviceSigner] = {}
         for chunk in chunked(sorted(set(device_ids))):
-            query = select(
-                DeviceRow.id, DeviceRow.device_class, DeviceRow.public_key_hex,
-                DeviceRow.status_counter,
+            # SQLAlchemy's select: SQLModel's is typed for at most four columns.
+            query = sa_select(
+                col(DeviceRow.id), col(DeviceRow.device_class), col(DeviceRow.public_key_hex),
+                col(DeviceRow.status_counter), col(DeviceRow.revoked_at),
             ).where(col(DeviceRow.id).in_(chunk))  # fmt: skip
-            for device_id, device_class, public_key_hex, counter in self._session.exec(query):
-                found[device_id] = DeviceSigner(device_id, device_class, public_key_hex, counter)
+            rows = self._session.execute(query)
+            for device_id, device_class, key_hex, counter, revoked_at in rows:
+                found[device_id] = DeviceSigner(
+                    device_id, device_class, key_hex, counter, revoked=revoked_at is not None
+                )
         return found
 
     def find(
@@ -130,6 +135,15 @@ class SqlDeviceRepository(SqlRepository):
             running_release_digest=running_release_digest,
             components=[_component_json(c) for c in components],
         )
+
+    def revoke(self, device_id: str, *, at: datetime) -> bool:
+        """Mark the device revoked (and offline); False if it already was."""
+        result = self._session.exec(
+            update(DeviceRow)
+            .where(col(DeviceRow.id) == device_id, col(DeviceRow.revoked_at).is_(None))
+            .values(revoked_at=at, online=False)
+        )
+        return bool(result.rowcount)
 
     def set_online(self, device_id: str, online: bool, *, at: datetime) -> None:
         result = self._session.exec(
@@ -223,6 +237,7 @@ def _device_row(record: Device) -> DeviceRow:
         components=[_component_json(c) for c in record.components],
         last_seen=record.last_seen,
         online=record.online,
+        revoked_at=record.revoked_at,
     )
 
 
@@ -241,4 +256,5 @@ def _device_record(row: DeviceRow, tags: frozenset[str]) -> Device:
         components=tuple(InstalledComponent(**c) for c in row.components),
         last_seen=row.last_seen,
         online=row.online,
+        revoked_at=row.revoked_at,
     )

@@ -17,6 +17,7 @@ from fleet.domain.records import (
     ApiToken,
     Artifact,
     AuditEvent,
+    BrokerAccountChange,
     Calibration,
     Device,
     DeviceClass,
@@ -32,6 +33,7 @@ from schemas import DeviceState
 __all__ = [
     "ArtifactRepository",
     "AuditLog",
+    "BrokerAccountOutbox",
     "CalibrationRepository",
     "DeviceClassRepository",
     "DeviceRepository",
@@ -94,6 +96,18 @@ class DeviceRepository(Protocol):
         ...
 
     def set_online(self, device_id: str, online: bool, *, at: datetime) -> None: ...
+    def revoke(self, device_id: str, *, at: datetime) -> bool:
+        """Mark it revoked; False if it already was."""
+        ...
+
+
+class BrokerAccountOutbox(Protocol):
+    def queue(self, changes: Sequence[tuple[str, str, str | None]], *, at: datetime) -> None:
+        """(device id, action, password or None) each, to apply in this order."""
+        ...
+
+    def pending(self, *, limit: int = 500) -> Sequence[BrokerAccountChange]: ...
+    def mark_applied(self, ids: Collection[int], *, at: datetime) -> None: ...
 
 
 class ArtifactRepository(Protocol):

@@ -1,0 +1,269 @@
+"""Broker logins the server provisions (FLEET_BROKER_ACCOUNTS=dynsec) against a real
+Mosquitto started from the shipped ``deploy/mosquitto/mosquitto.dynsec.conf.template``.
+
+What a device can do is checked by delivery, not by SUBACK or PUBACK: Mosquitto grants
+a denied subscription and acknowledges a denied publish, so only what arrives counts.
+Each case runs on MQTT 3.1.1 and 5, at QoS 0, 1 and 2, all at once for 10 s, with a
+positive control (the server's login sees the victim's traffic) so a silent broker
+cannot pass for a strict one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from device_sim.fleet import BROKER_LOGINS_FILE
+from fleet.client import AdminClient, ApiError
+from fleet.local_setup import LocalServer, Trust, running_server
+from fleet.transports.dynsec import initial_config
+from fleet.transports.embedded_broker import (
+    Broker,
+    Dynsec,
+    find_dynsec_plugin,
+    find_mosquitto,
+    running_mosquitto,
+)
+from tests.e2e.fleet_run import (
+    DEVICE_CLASS,
+    eventually,
+    fleet_for,
+    make_device_keys,
+    raise_file_limit,
+    run_until,
+)
+from tests.e2e.test_mqtt_delivery import register_signed_release
+
+pytestmark = pytest.mark.skipif(
+    find_mosquitto() is None or find_dynsec_plugin() is None,
+    reason="mosquitto with its dynamic security plugin is not installed",
+)
+SERVER_PASSWORD = secrets.token_urlsafe(24)
+PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
+WATCH_SECONDS = 10.0
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with running_mosquitto(
+        tmp_path_factory.mktemp("dynsec"),
+        dynsec=Dynsec(initial_config("fleet-server", SERVER_PASSWORD)),
+    ) as broker:
+        yield broker
+
+
+@pytest.fixture
+def server(trust: Trust, dynsec_broker: Broker, tmp_path: Path) -> Iterator[LocalServer]:
+    url = f"mqtt://fleet-server:{SERVER_PASSWORD}@127.0.0.1:{dynsec_broker.server_port}"
+    with running_server(
+        trust, tmp_path / "server", mqtt_url=url, broker_accounts="dynsec"
+    ) as local:
+        yield local
+
+
+@dataclass
+class Session:
+    """One MQTT connection and everything that happened to it."""
+
+    client: paho.Client
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    connack: list[ReasonCode] = field(default_factory=list)
+    disconnects: list[float] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def connect(
+    broker: Broker,
+    username: str | None,
+    password: str | None,
+    client_id: str,
+    *,
+    protocol: int = paho.MQTTv5,
+    port: int | None = None,
+) -> Session:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+        reconnect_on_failure=False,
+    )  # fmt: skip
+    session = Session(client)
+    if username is not None:
+        client.username_pw_set(username, password)
+
+    def on_connect(c: object, u: object, flags: object, reason: ReasonCode, p: object) -> None:
+        session.connack.append(reason)
+        if not reason.is_failure:
+            session.connected.set()
+        session.answered.set()
+
+    def on_disconnect(c: object, u: object, flags: object, reason: object, p: object) -> None:
+        session.disconnects.append(time.monotonic())
+        session.answered.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_message = lambda c, u, m: session.received.append((m.topic, bytes(m.payload)))
+    client.connect(broker.host, port or broker.port)
+    client.loop_start()
+    session.answered.wait(5)
+    return session
+
+
+def refused(session: Session) -> bool:
+    session.stop()
+    return not session.connected.is_set() and any(r.is_failure for r in session.connack)
+
+
+def _enroll(client: AdminClient, keys: Path) -> dict[str, str]:
+    client.create_device_class(DEVICE_CLASS, ram_bytes=262_144, flash_bytes=1_048_576)
+    answer = client.enroll((keys / "devices.json").read_bytes())
+    logins = answer["broker_logins"]
+    assert [x["username"] for x in logins] == answer["ids"]
+    assert all(x["client_id"] == x["username"] for x in logins)
+    (keys / BROKER_LOGINS_FILE).write_text(json.dumps(logins))
+    return {x["username"]: x["password"] for x in logins}
+
+
+def _wait_for_login(broker: Broker, device_id: str, password: str) -> None:
+    """The server applies new logins asynchronously (an outbox): wait until one works."""
+
+    def works() -> bool:
+        session = connect(broker, device_id, password, device_id)
+        session.stop()
+        return session.connected.is_set()
+
+    assert eventually(works, timeout=10), f"{device_id}'s login never worked"
+
+
+def test_a_device_reaches_only_its_own_topics_and_cannot_pose_as_another(
+    server: LocalServer, dynsec_broker: Broker, tmp_path: Path
+) -> None:
+    keys = tmp_path / "devices"
+    make_device_keys(keys, 7)
+    with AdminClient(server.base_url, server.admin_token) as admin:
+        passwords = _enroll(admin, keys)
+    victim, *attackers = sorted(passwords)
+    for device_id in (victim, attackers[-1]):
+        _wait_for_login(dynsec_broker, device_id, passwords[device_id])
+
+    own = connect(dynsec_broker, victim, passwords[victim], victim)
+    own.client.subscribe(f"tf/d/{victim}/#", qos=1)
+    control = connect(
+        dynsec_broker, "fleet-server", SERVER_PASSWORD, "control", port=dynsec_broker.server_port
+    )
+    control.client.subscribe("tf/#", qos=1)
+    cases = [(p, q) for p in PROTOCOLS for q in (0, 1, 2)]
+    sessions = {}
+    for attacker, (protocol, qos) in zip(attackers[:6], cases, strict=True):
+        session = connect(
+            dynsec_broker, attacker, passwords[attacker], attacker, protocol=PROTOCOLS[protocol]
+        )
+        assert session.connected.is_set(), (attacker, session.connack)
+        for topic_filter in (f"tf/d/{victim}/#", "tf/d/+/#", "#", "$SYS/#"):
+            session.client.subscribe(topic_filter, qos=qos)
+        sessions[attacker] = (session, protocol, qos)
+    time.sleep(0.5)
+
+    deadline = time.monotonic() + WATCH_SECONDS
+    while time.monotonic() < deadline:
+        own.client.publish(f"tf/d/{victim}/probe", b"victim", qos=1)
+        for attacker, (session, _, qos) in sessions.items():
+            for topic in (f"tf/d/{victim}/status", f"tf/d/{victim}/desired", "tf/other"):
+                session.client.publish(topic, f"from {attacker}".encode(), qos=qos)
+        time.sleep(0.5)
+    time.sleep(0.5)
+
+    # The positive control: the victim's traffic flowed, and the server's login saw it.
+    assert (f"tf/d/{victim}/probe", b"victim") in control.received
+    assert (f"tf/d/{victim}/probe", b"victim") in own.received
+    for attacker, (session, protocol, qos) in sessions.items():
+        assert session.received == [], (attacker, protocol, qos, session.received[:3])
+        assert not any(p.startswith(b"from ") for _, p in control.received), control.received[:3]
+        assert not any(p.startswith(b"from ") for _, p in own.received), own.received[:3]
+        session.stop()
+
+    attacker = attackers[0]
+    for protocol in PROTOCOLS.values():
+        posing = connect(dynsec_broker, attacker, passwords[attacker], victim, protocol=protocol)
+        assert refused(posing), ("client id of another device", posing.connack)
+        assert refused(connect(dynsec_broker, None, None, "anonymous", protocol=protocol))
+        assert refused(
+            connect(dynsec_broker, attacker, "not-its-password", attacker, protocol=protocol)
+        )
+        assert refused(connect(dynsec_broker, victim, passwords[attacker], victim))
+    time.sleep(0.5)
+    assert own.disconnects == [], "a refused login kicked the victim off"
+    own.client.publish(f"tf/d/{victim}/probe", b"still here", qos=1).wait_for_publish(5)
+    assert eventually(lambda: (f"tf/d/{victim}/probe", b"still here") in own.received, timeout=5)
+    own.stop()
+    control.stop()
+
+
+def test_a_revoked_device_is_disconnected_within_5_s_and_cannot_log_in_again(
+    server: LocalServer, dynsec_broker: Broker, tmp_path: Path
+) -> None:
+    keys = tmp_path / "devices"
+    make_device_keys(keys, 2)
+    with AdminClient(server.base_url, server.admin_token) as admin:
+        passwords = _enroll(admin, keys)
+        device_id, neighbour = sorted(passwords)
+        for d in (device_id, neighbour):
+            _wait_for_login(dynsec_broker, d, passwords[d])
+        session = connect(dynsec_broker, device_id, passwords[device_id], device_id)
+        other = connect(dynsec_broker, neighbour, passwords[neighbour], neighbour)
+        assert session.connected.is_set() and other.connected.is_set()
+
+        started = time.monotonic()
+        revoked = admin.revoke_device(device_id)
+        assert revoked["revoked_at"] is not None
+        assert eventually(lambda: bool(session.disconnects), timeout=5, interval=0.05), (
+            "still connected 5 s after revocation"
+        )
+        print(f"revoked device disconnected {session.disconnects[0] - started:.2f} s after")
+        session.stop()
+        assert refused(connect(dynsec_broker, device_id, passwords[device_id], device_id))
+        assert other.disconnects == []
+        other.stop()
+        with pytest.raises(ApiError) as again:
+            admin.new_broker_login(device_id)
+        assert (again.value.status, again.value.code) == (409, "device_revoked")
+
+
+def test_a_rollout_completes_on_fifty_devices_with_provisioned_logins(
+    server: LocalServer, dynsec_broker: Broker, trust: Trust, tmp_path: Path
+) -> None:
+    raise_file_limit()
+    keys = tmp_path / "devices"
+    make_device_keys(keys, 50)
+    with AdminClient(server.base_url, server.admin_token) as admin:
+        passwords = _enroll(admin, keys)
+        last = sorted(passwords)[-1]
+        _wait_for_login(dynsec_broker, last, passwords[last])
+        digest = register_signed_release(admin, trust, tmp_path / "release", "1.0.0")
+        gates = {"max_failure_rate": 0.1, "max_rollback_rate": 0.1, "min_reports": 1}
+        waves = [{"percent": p, "soak_seconds": 0.5, "gates": gates} for p in (10, 100)]
+        admin.create_rollout(
+            digest, {"on_failure": "rollback", "waves": waves}, device_class=DEVICE_CLASS,
+            rollout_id="provisioned",
+        )  # fmt: skip
+        admin.act_on_rollout("provisioned", "approve")
+        fleet = fleet_for(dynsec_broker.url, server.base_url, keys, trust.root)
+        reached = run_until(fleet, lambda v: v.healthy_on(digest) == 50, timeout=120)
+        assert reached, fleet.view.counts()
+        assert eventually(
+            lambda: admin.rollout("provisioned")["status"] == "completed", timeout=30
+        ), admin.rollout("provisioned")
