@@ -5,6 +5,7 @@ clients. Only the host paths and ports are changed; no Docker is needed."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -120,9 +121,7 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
     conf = conf.replace("/mosquitto/", f"{base}/")
     # Started as root, Mosquitto would switch to `mosquitto`, who cannot read a test's
     # temp dir; the container's entrypoint owns /mosquitto for that user instead.
-    (base / "config" / "mosquitto.conf").write_text(
-        f"user {os.environ.get('USER', 'root')}\n{conf}"
-    )
+    (base / "config" / "mosquitto.conf").write_text(f"user {getpass.getuser()}\n{conf}")
     shell, flag, script = SERVICES["mosquitto"]["command"]
     script = script.replace("/mosquitto/", f"{base}/")
     script = script.replace("chown mosquitto:mosquitto", 'chown "$(id -u):$(id -g)"')
