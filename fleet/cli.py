@@ -1,5 +1,5 @@
-"""The operator CLI: ``fleet serve``, ``fleet token``, ``fleet broker``, ``fleet demo``,
-``fleet model``."""
+"""The operator CLI: ``fleet serve``, ``fleet migrate``, ``fleet token``, ``fleet broker``,
+``fleet demo``, ``fleet model``."""
 
 from __future__ import annotations
 
@@ -96,6 +96,19 @@ def serve(
     finally:
         server.stop(drain_timeout=drain_seconds)
         signal.signal(signal.SIGTERM, previous)
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the database (FLEET_DATABASE_URL) to the newest schema, then exit.
+
+    ``fleet serve`` migrates at start as well; this runs the migrations alone, once,
+    before replicas start (a deployment's one-off migration job)."""
+    from fleet.store import upgrade
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
 
 
 @token_app.command("create")
