@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import resource
 import time
@@ -29,7 +30,10 @@ from rich.text import Text
 
 from device_sim.faults import FAULT_NAMES, Faults
 from device_sim.fleet import (
+    BROKER_LOGINS,
+    BROKER_LOGINS_FILE,
     ENROLLMENT,
+    BrokerLoginEntry,
     Endpoints,
     EnrollmentEntry,
     Fleet,
@@ -39,10 +43,11 @@ from device_sim.fleet import (
 )
 from device_sim.wire import SERVER_API_PREFIX
 from schemas.common import DeviceId, Name
+from schemas.provisioning import ProvisioningBundle
 from signer.constraints import DeviceCapabilities
 from signer.errors import Refusal
 from signer.fileio import InputError, read_envelope
-from signer.keys import KeyFileError, SigningKey, save_signing_key
+from signer.keys import KeyFileError, SigningKey, save_signing_key, signing_key_from_pem
 
 __all__ = ["app", "main"]
 
@@ -129,6 +134,73 @@ def keys(
             )
         enrollment.write_bytes(ENROLLMENT.dump_json(entries, indent=2) + b"\n")
         stdout.print(Text(f"{devices} device keys and {enrollment} written"))
+
+
+@app.command()
+def unpack(
+    bundles: Annotated[
+        list[Path], typer.Argument(help="Provisioning bundles (POST .../provision answers).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the devices.")],
+) -> None:
+    """Turn provisioning bundles into a keys directory `fleet-sim run` starts: DIR/ID.key,
+    DIR/devices.json, DIR/broker-logins.json (0600) and DIR/root.json, the root to pin."""
+    with _outcome():
+        read = [(path, _read_bundle(path)) for path in bundles]
+        roots = {b.root.payload for _, b in read}
+        if len(roots) != 1:
+            raise InputError("the bundles pin different roots: unpack each set on its own")
+        if (out_dir / "devices.json").exists():
+            raise InputError(f"{out_dir / 'devices.json'} exists; refusing to overwrite it")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        entries, logins = [], []
+        for path, bundle in read:
+            if bundle.private_key_pem is None:
+                raise InputError(
+                    f"{path}: {bundle.device_id} made its own key; a simulated device needs "
+                    "a bundle with the key the server made"
+                )
+            key = signing_key_from_pem(bundle.private_key_pem.encode(), source=str(path))
+            save_signing_key(key, out_dir / f"{bundle.device_id}.key")
+            entries.append(
+                EnrollmentEntry(
+                    id=bundle.device_id,
+                    device_class=bundle.device_class,
+                    public_key=bundle.public_key,
+                    tags=bundle.tags,
+                )
+            )
+            if bundle.broker.password is not None:
+                logins.append(
+                    BrokerLoginEntry(
+                        username=bundle.broker.username,
+                        client_id=bundle.broker.client_id,
+                        password=bundle.broker.password,
+                    )
+                )
+        if logins:
+            fd = os.open(out_dir / BROKER_LOGINS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(BROKER_LOGINS.dump_json(logins, indent=2) + b"\n")
+        (out_dir / "root.json").write_bytes(read[0][1].root.to_bytes())
+        (out_dir / "devices.json").write_bytes(ENROLLMENT.dump_json(entries, indent=2) + b"\n")
+        first = read[0][1]
+        stdout.print(
+            Text(
+                f"{len(entries)} devices in {out_dir}; start them with: fleet-sim run --keys "
+                f"{out_dir} --root {out_dir / 'root.json'} --mqtt {first.broker.url} "
+                f"--http {first.http_base}"
+            )
+        )
+
+
+def _read_bundle(path: Path) -> ProvisioningBundle:
+    try:
+        return ProvisioningBundle.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        raise InputError(f"{path} is not a provisioning bundle: {exc.errors()[0]['msg']}") from exc
 
 
 def _mqtt_endpoint(url: str) -> tuple[str, int]:

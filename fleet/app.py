@@ -286,6 +286,12 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             ),
             rate_limiter=limiter,
             broker_logins=account_sync is not None,
+            device_mqtt_url=settings.public_mqtt_url
+            or (f"mqtt://{endpoint.host}:{embedded_port}" if embedded_port else None),
+            device_http_base=f"{settings.public_http_url.rstrip('/')}/api/v1"
+            if settings.public_http_url
+            else None,
+            pinned_root=roots.newest,
             on_broker_accounts_queued=account_sync.wake if account_sync else lambda: None,
             readiness=ReadinessProbe(
                 engine, broker_connected=lambda: transport.connected, draining=draining.is_set

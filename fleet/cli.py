@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fleet.device_cli import device_app
 from fleet.drift_cli import drift_app
 from fleet.rollout_cli import rollout_app
 from fleet.settings import Settings
@@ -25,6 +26,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(model_app, name="model")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(drift_app, name="drift")
+app.add_typer(device_app, name="device")
 broker_app = typer.Typer(no_args_is_help=True, help="the MQTT broker the server manages")
 app.add_typer(broker_app, name="broker")
 _err = Console(stderr=True)

@@ -41,6 +41,10 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any endpoint under /api/v1; the decoded JSON answer, or ``ApiError``."""
+        return self._call(method, path, **kwargs)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:

@@ -181,6 +181,7 @@ def running_server(
     database_url: str | None = None,
     mqtt_url: str | None = None,
     broker_accounts: Literal["none", "dynsec"] = "none",
+    public_mqtt_url: str | None = None,
 ) -> Iterator[LocalServer]:
     """``fleet serve`` in this process: embedded broker unless ``mqtt_url`` is given."""
     token = "tf_" + secrets.token_urlsafe(32)
@@ -193,6 +194,7 @@ def running_server(
         bootstrap_admin_token=token,
         coap_port=0,
         broker_accounts=broker_accounts,
+        public_mqtt_url=public_mqtt_url,
     )
     with serve_in_process(settings) as (server, base_url):
         yield LocalServer(server=server, base_url=base_url, admin_token=token)

@@ -48,6 +48,12 @@ class RootStore:
             raise RootStoreError("no root is pinned; start the server with FLEET_ROOT_PATH")
         return self._chain[-1][1]
 
+    def newest(self) -> Envelope:
+        """The newest trusted root's envelope: what a new device pins."""
+        if not self._chain:
+            raise RootStoreError("no root is pinned; start the server with FLEET_ROOT_PATH")
+        return self._chain[-1][0]
+
     def newer_than_first(self) -> list[Envelope]:
         """Root versions 2..n, oldest first: what a delivery carries for devices."""
         return [envelope for envelope, _ in self._chain[1:]]

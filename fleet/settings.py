@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     public_http_url: str | None = Field(
         default=None, description="base URL devices use for artifact downloads"
     )
+    public_mqtt_url: str | None = Field(
+        default=None,
+        description="the broker's device listener (mqtt:// or mqtts://), written into "
+        "provisioning bundles; unset with the embedded broker: its address",
+    )
     root_path: Path | None = Field(default=None, description="pinned root metadata envelope")
     director_key_path: Path | None = Field(default=None, description="online director key")
     director_key_passphrase: str | None = None

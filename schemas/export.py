@@ -12,6 +12,7 @@ from schemas.components import SensorCalibration, Thresholds
 from schemas.director import Delivery
 from schemas.documents import DOCUMENT_KINDS
 from schemas.dsse import Envelope
+from schemas.provisioning import ProvisioningBundle
 
 __all__ = ["JSON_DIR", "render_all"]
 
@@ -25,6 +26,7 @@ def render_all() -> dict[str, str]:
         "envelope": Envelope,
         "thresholds": Thresholds,
         "sensor_calibration": SensorCalibration,
+        "provisioning_bundle": ProvisioningBundle,
     }
     rendered: dict[str, str] = {}
     for kind, model in sorted(models.items()):

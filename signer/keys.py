@@ -18,8 +18,10 @@ __all__ = [
     "keyid_of",
     "load_public_key",
     "load_signing_key",
+    "private_key_pem",
     "public_key_from_wire",
     "save_signing_key",
+    "signing_key_from_pem",
     "verify_signature",
 ]
 
@@ -75,14 +77,7 @@ def save_signing_key(key: SigningKey, path: Path, *, passphrase: bytes | None = 
     The private file is created 0600 from the start, never chmod-ed after the fact, and
     an existing file is never overwritten.
     """
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = key.private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    pem = private_key_pem(key, passphrase=passphrase)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
@@ -94,21 +89,39 @@ def save_signing_key(key: SigningKey, path: Path, *, passphrase: bytes | None = 
     return public_path
 
 
+def private_key_pem(key: SigningKey, *, passphrase: bytes | None = None) -> bytes:
+    """The private key as PKCS#8 PEM, encrypted with ``passphrase`` if given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def signing_key_from_pem(
+    data: bytes, *, passphrase: bytes | None = None, source: str = "the key"
+) -> SigningKey:
+    try:
+        private = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        hint = "is encrypted; give its passphrase" if passphrase is None else "is not encrypted"
+        raise KeyFileError(f"{source} {hint}") from exc
+    except ValueError as exc:
+        raise KeyFileError(f"{source}: wrong passphrase or not a PEM private key") from exc
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyFileError(f"{source} is not an Ed25519 key")
+    return SigningKey(private)
+
+
 def load_signing_key(path: Path, *, passphrase: bytes | None = None) -> SigningKey:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from exc
-    try:
-        private = serialization.load_pem_private_key(data, password=passphrase)
-    except TypeError as exc:
-        hint = "is encrypted; give its passphrase" if passphrase is None else "is not encrypted"
-        raise KeyFileError(f"{path} {hint}") from exc
-    except ValueError as exc:
-        raise KeyFileError(f"{path}: wrong passphrase or not a PEM private key") from exc
-    if not isinstance(private, Ed25519PrivateKey):
-        raise KeyFileError(f"{path} is not an Ed25519 key")
-    return SigningKey(private)
+    return signing_key_from_pem(data, passphrase=passphrase, source=str(path))
 
 
 def load_public_key(path: Path) -> PublicKey:

@@ -30,6 +30,13 @@ class ApiContext:
     telemetry_min_reporters: int = DEFAULT_MIN_REPORTERS
     api_rates: ApiRates | None = None  # None: no rate limits (tests that do not test them)
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    device_mqtt_url: str | None = None
+    """The broker's device listener, for provisioning bundles (FLEET_PUBLIC_MQTT_URL)."""
+    device_http_base: str | None = None
+    """What devices prefix to /artifacts/{sha256} (FLEET_PUBLIC_HTTP_URL + /api/v1);
+    None: the URL the provisioning request came in on."""
+    pinned_root: Callable[[], Envelope] | None = None
+    """The root envelope a new device pins (the newest trusted)."""
     broker_logins: bool = False
     """The server manages devices' broker logins (FLEET_BROKER_ACCOUNTS=dynsec)."""
     on_broker_accounts_queued: Callable[[], None] = lambda: None

@@ -74,6 +74,8 @@ class Device:
     online: bool = False
     revoked_at: datetime | None = None
     """When an operator revoked it: its broker login and its signed messages are refused."""
+    decommissioned_at: datetime | None = None
+    """When it was retired: keys, tags and calibration deleted, broker login removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class BrokerAccountChange:
 
     id: int
     device_id: str
-    action: str  # "create" | "disable"
+    action: str  # "create" | "disable" | "delete"
     password: str | None  # only for "create", and only until it is applied
 
 

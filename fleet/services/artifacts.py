@@ -10,10 +10,11 @@ from fleet.services.errors import ArtifactTooLarge, NotFoundError
 from fleet.services.models import card_for_upload
 from fleet.store import BlobStore, BlobTooLarge, UnitOfWork
 
-__all__ = ["store_artifact", "store_calibration"]
+__all__ = ["add_calibration_in", "put_blob", "store_artifact", "store_calibration"]
 
 
-def _put(blobs: BlobStore, chunks: Iterable[bytes], max_length: int) -> tuple[str, int]:
+def put_blob(blobs: BlobStore, chunks: Iterable[bytes], max_length: int) -> tuple[str, int]:
+    """Store bytes content-addressed (an unreferenced blob is harmless); sha256, length."""
     try:
         return blobs.put_stream(chunks, max_length=max_length)
     except BlobTooLarge as exc:
@@ -36,7 +37,7 @@ def store_artifact(
     a crash in between leaves an unreferenced blob that a re-upload simply reuses. A
     ``.tflite`` model gets its model card in the same transaction.
     """
-    sha256, length = _put(blobs, chunks, max_length)
+    sha256, length = put_blob(blobs, chunks, max_length)
     with uow:
         existing = uow.artifacts.get(sha256)
         if existing is not None:
@@ -66,33 +67,42 @@ def store_calibration(
     now: datetime,
 ) -> Calibration:
     """A new calibration version for one device; the next assignment delivers it."""
-    sha256, length = _put(blobs, chunks, max_length)
+    sha256, length = put_blob(blobs, chunks, max_length)
     with uow:
-        if uow.devices.get(device_id) is None:
-            raise NotFoundError(f"device {device_id!r} is not enrolled")
-        latest = uow.calibrations.latest(device_id)
-        calibration = Calibration(
-            device_id=device_id,
-            version=(latest.version + 1) if latest else 1,
-            sha256=sha256,
-            length=length,
-        )
-        uow.calibrations.add(calibration)
-        if uow.artifacts.get(sha256) is None:
-            uow.artifacts.add(
-                Artifact(
-                    sha256=sha256,
-                    length=length,
-                    media_type="application/octet-stream",
-                    created_at=now,
-                )
-            )
-        uow.audit.append(
-            at=now,
-            actor=actor,
-            action="calibration.upload",
-            subject=f"device:{device_id}",
-            detail={"version": calibration.version, "sha256": sha256, "length": length},
-        )
+        calibration = add_calibration_in(uow, device_id, sha256, length, actor=actor, now=now)
         uow.commit()
+    return calibration
+
+
+def add_calibration_in(
+    uow: UnitOfWork, device_id: str, sha256: str, length: int, *, actor: str, now: datetime
+) -> Calibration:
+    """Record stored bytes as the device's next calibration version, inside the caller's
+    transaction (which commits it)."""
+    if uow.devices.get(device_id) is None:
+        raise NotFoundError(f"device {device_id!r} is not enrolled")
+    latest = uow.calibrations.latest(device_id)
+    calibration = Calibration(
+        device_id=device_id,
+        version=(latest.version + 1) if latest else 1,
+        sha256=sha256,
+        length=length,
+    )
+    uow.calibrations.add(calibration)
+    if uow.artifacts.get(sha256) is None:
+        uow.artifacts.add(
+            Artifact(
+                sha256=sha256,
+                length=length,
+                media_type="application/octet-stream",
+                created_at=now,
+            )
+        )
+    uow.audit.append(
+        at=now,
+        actor=actor,
+        action="calibration.upload",
+        subject=f"device:{device_id}",
+        detail={"version": calibration.version, "sha256": sha256, "length": length},
+    )
     return calibration

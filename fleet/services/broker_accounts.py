@@ -23,17 +23,19 @@ from fleet.store import UnitOfWork
 
 __all__ = [
     "CREATE",
+    "DELETE",
     "DISABLE",
     "BrokerAccounts",
     "BrokerLogin",
+    "enrolled_device",
     "issue_broker_login",
     "queue_broker_logins",
-    "revoke_device",
     "sync_broker_accounts",
 ]
 
 CREATE = "create"
 DISABLE = "disable"
+DELETE = "delete"
 
 
 class BrokerAccounts(Protocol):
@@ -73,7 +75,7 @@ def issue_broker_login(
     """A new password for an enrolled, unrevoked device (the old one stops working once
     the broker has the new one); audited without the password."""
     with uow:
-        device = _device(uow, device_id)
+        device = enrolled_device(uow, device_id)
         if device.revoked_at is not None:
             raise ConflictError(
                 f"device {device_id!r} was revoked; enroll it again under a new id",
@@ -85,30 +87,6 @@ def issue_broker_login(
         )
         uow.commit()
     return login
-
-
-def revoke_device(
-    uow: UnitOfWork, device_id: str, *, manage_logins: bool, actor: str, now: datetime
-) -> Device:
-    """Cut a device off: its broker login disabled (the broker disconnects it), its
-    signed status and telemetry refused from now on, and it leaves any active rollout.
-    Revoking a revoked device changes nothing."""
-    with uow:
-        _device(uow, device_id)
-        if uow.devices.revoke(device_id, at=now):
-            rollout_id = uow.rollouts.detach(device_id)
-            if manage_logins:
-                uow.broker_accounts.queue([(device_id, DISABLE, None)], at=now)
-            uow.audit.append(
-                at=now,
-                actor=actor,
-                action="device.revoke",
-                subject=device_id,
-                detail={"rollout": rollout_id},
-            )
-        revoked = _device(uow, device_id)
-        uow.commit()
-    return revoked
 
 
 def sync_broker_accounts(
@@ -125,7 +103,7 @@ def sync_broker_accounts(
     return len(changes)
 
 
-def _device(uow: UnitOfWork, device_id: str) -> Device:
+def enrolled_device(uow: UnitOfWork, device_id: str) -> Device:
     device = uow.devices.get(device_id)
     if device is None:
         raise NotFoundError(f"device {device_id!r} is not enrolled")

@@ -13,7 +13,14 @@ from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
 from fleet.store import AlreadyExists, UnitOfWork
 from schemas import PublicKey
 
-__all__ = ["Enrolled", "Enrollment", "create_device_class", "enroll_devices", "set_device_tags"]
+__all__ = [
+    "Enrolled",
+    "Enrollment",
+    "create_device_class",
+    "enroll_devices",
+    "enroll_in",
+    "set_device_tags",
+]
 
 
 @dataclass(frozen=True)
@@ -87,33 +94,46 @@ def enroll_devices(
 ) -> Enrolled:
     """Enroll all or none: one bad entry refuses the whole batch, naming it. With
     ``broker_logins`` each device's broker login is queued in the same transaction."""
+    with uow:
+        enrolled = enroll_in(uow, enrollments, actor=actor, now=now, broker_logins=broker_logins)
+        uow.commit()
+    return enrolled
+
+
+def enroll_in(
+    uow: UnitOfWork,
+    enrollments: Sequence[Enrollment],
+    *,
+    actor: str,
+    now: datetime,
+    broker_logins: bool,
+) -> Enrolled:
+    """``enroll_devices`` inside the caller's transaction (which commits it)."""
     ids = [e.device_id for e in enrollments]
     _refuse_repeats("device ids", ids)
     devices = [_device(e, now) for e in enrollments]
     _refuse_repeats("public keys", [d.public_key_hex for d in devices])
-    with uow:
-        for device_class in {d.device_class for d in devices}:
-            if uow.device_classes.get(device_class) is None:
-                raise NotFoundError(f"device class {device_class!r} does not exist")
-        existing = [d.id for d in devices if uow.devices.get(d.id) is not None]
-        if existing:
-            raise ConflictError(f"devices already enrolled: {existing[:5]}")
-        try:
-            uow.devices.add_many(devices)
-        except AlreadyExists as exc:
-            raise ConflictError(
-                "a device's public key is already enrolled for another device "
-                "(or one of its ids was enrolled concurrently)"
-            ) from exc
-        logins = queue_broker_logins(uow, ids, now=now) if broker_logins else []
-        uow.audit.append(
-            at=now,
-            actor=actor,
-            action="device.enroll",
-            subject="devices",
-            detail={"count": len(devices), "ids": ids[:20]},
-        )
-        uow.commit()
+    for device_class in {d.device_class for d in devices}:
+        if uow.device_classes.get(device_class) is None:
+            raise NotFoundError(f"device class {device_class!r} does not exist")
+    existing = [d.id for d in devices if uow.devices.get(d.id) is not None]
+    if existing:
+        raise ConflictError(f"devices already enrolled: {existing[:5]}")
+    try:
+        uow.devices.add_many(devices)
+    except AlreadyExists as exc:
+        raise ConflictError(
+            "a device's public key is already enrolled for another device "
+            "(or one of its ids was enrolled concurrently)"
+        ) from exc
+    logins = queue_broker_logins(uow, ids, now=now) if broker_logins else []
+    uow.audit.append(
+        at=now,
+        actor=actor,
+        action="device.enroll",
+        subject="devices",
+        detail={"count": len(devices), "ids": ids[:20]},
+    )
     return Enrolled(devices, logins)
 
 

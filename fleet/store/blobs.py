@@ -71,6 +71,13 @@ class BlobStore:
             raise RangeNotSatisfiable(f"range [{start}, {end}) of a {size}-byte blob")
         return _read_chunks(path, start, stop)
 
+    def delete(self, sha256: str) -> bool:
+        """Remove a blob; False if there was none."""
+        if not self.exists(sha256):
+            return False
+        self._path(sha256).unlink(missing_ok=True)
+        return True
+
     def _settle(self, temporary: Path, sha256: str) -> None:
         final = self._path(sha256)
         if final.exists():

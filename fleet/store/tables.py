@@ -97,6 +97,7 @@ class DeviceRow(FleetTable, table=True):
     last_seen: datetime | None = Field(default=None, sa_type=UtcDateTime)
     online: bool = False
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    decommissioned_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class DeviceTagRow(FleetTable, table=True):

@@ -52,6 +52,8 @@ _ALREADY = {
     ("createRole", "Role already exists"),
     ("createClient", "Client already exists"),
     ("disableClient", "Client not found"),
+    ("deleteClient", "Client not found"),
+    ("deleteRole", "Role not found"),
 }
 
 
@@ -67,6 +69,11 @@ def _device_commands(change: BrokerAccountChange) -> list[dict[str, Any]]:
     device_id = change.device_id
     if change.action == "disable":
         return [{"command": "disableClient", "username": device_id}]
+    if change.action == "delete":
+        return [
+            {"command": "deleteClient", "username": device_id},
+            {"command": "deleteRole", "rolename": device_role(device_id)},
+        ]
     if change.action != "create" or change.password is None:
         raise ValueError(f"cannot apply broker account change {change.action!r}")
     subtree = f"tf/d/{device_id}/#"

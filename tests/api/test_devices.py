@@ -34,6 +34,7 @@ async def test_one_device_is_enrolled_and_shown(fleet: Fleet) -> None:
         "last_seen": None,
         "director_sequence": 0,
         "revoked_at": None,
+        "decommissioned_at": None,
     }
     again = await fleet.client.post(f"{API}/devices", json=entry, headers=fleet.auth(Role.OPERATOR))
     assert (again.status_code, problem_of(again)["code"]) == (409, "conflict")

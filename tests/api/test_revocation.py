@@ -1,9 +1,12 @@
-"""Revoking a device through the API: it leaves its rollout, gets no release, its signed
-status is refused, and the revocation is audited (the broker side is in
-tests/e2e/test_broker_accounts.py, against a real Mosquitto)."""
+"""Revoking and decommissioning a device through the API: a revoked device leaves its
+rollout, gets no release, its signed status is refused; a decommissioned one loses its
+key, tags and calibration and keeps its history; both are audited (the broker side is
+in tests/e2e/test_broker_accounts.py, against a real Mosquitto)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from datetime import UTC, datetime
 
 from fleet.domain.records import Role
@@ -120,3 +123,55 @@ async def test_broker_logins_are_refused_when_the_server_does_not_manage_them(
         409,
         "broker_logins_unmanaged",
     )
+
+
+async def test_decommissioning_deletes_the_devices_secrets_and_keeps_its_history(
+    fleet: Fleet,
+) -> None:
+    await fleet.create_class()
+    key = await _enroll_with_key(fleet, "dev-00001")
+    tagged = await fleet.client.put(
+        f"{API}/devices/dev-00001/tags",
+        json={"tags": ["site:lab"]},
+        headers=fleet.auth(Role.OPERATOR),
+    )
+    assert tagged.status_code == 200
+    calibration = os.urandom(300)
+    stored = await fleet.client.post(
+        f"{API}/devices/dev-00001/calibration",
+        content=calibration,
+        headers={**fleet.auth(Role.OPERATOR), "Content-Type": "application/octet-stream"},
+    )
+    assert stored.status_code == 201, stored.text
+    sha256 = hashlib.sha256(calibration).hexdigest()
+    assert fleet.context.blobs.exists(sha256)
+    ingest_status_batch(fleet.context.new_uow(), [_status("dev-00001", key, 1)])
+
+    retired = await fleet.client.post(
+        f"{API}/devices/dev-00001/decommission", headers=fleet.auth(Role.OPERATOR)
+    )
+    assert retired.status_code == 200, retired.text
+    body = retired.json()
+    assert body["decommissioned_at"] is not None and body["revoked_at"] is not None
+    assert (body["tags"], body["public_key"]) == ([], "0" * 64)
+    assert not fleet.context.blobs.exists(sha256)
+    gone = await fleet.client.get(
+        f"{API}/devices/dev-00001/calibration", headers=fleet.auth(Role.VIEWER)
+    )
+    assert gone.status_code == 404
+    history = await fleet.client.get(
+        f"{API}/devices/dev-00001/history", headers=fleet.auth(Role.VIEWER)
+    )
+    assert [e["counter"] for e in history.json()] == [1]
+    again = await fleet.client.post(
+        f"{API}/devices/dev-00001/decommission", headers=fleet.auth(Role.OPERATOR)
+    )
+    assert again.json()["decommissioned_at"] == body["decommissioned_at"]
+
+    audit = await fleet.client.get(f"{API}/audit", headers=fleet.auth(Role.VIEWER))
+    (event,) = [e for e in audit.json()["items"] if e["action"] == "device.decommission"]
+    assert event["detail"]["keyid"] == key.keyid
+    assert (event["detail"]["tags"], event["detail"]["calibrations_deleted"]) == (["site:lab"], 1)
+    assert [e["subject"] for e in audit.json()["items"] if e["action"] == "device.revoke"] == [
+        "dev-00001"
+    ]

@@ -14,7 +14,6 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +24,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device_sim.fleet import BROKER_LOGINS_FILE
 from fleet.client import AdminClient, ApiError
-from fleet.local_setup import LocalServer, Trust, running_server
-from fleet.transports.dynsec import initial_config
+from fleet.local_setup import LocalServer, Trust
 from fleet.transports.embedded_broker import (
     Broker,
-    Dynsec,
     find_dynsec_plugin,
     find_mosquitto,
-    running_mosquitto,
 )
+from tests.e2e.conftest import SERVER_PASSWORD
 from tests.e2e.fleet_run import (
     DEVICE_CLASS,
     eventually,
@@ -48,27 +45,8 @@ pytestmark = pytest.mark.skipif(
     find_mosquitto() is None or find_dynsec_plugin() is None,
     reason="mosquitto with its dynamic security plugin is not installed",
 )
-SERVER_PASSWORD = secrets.token_urlsafe(24)
 PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
 WATCH_SECONDS = 10.0
-
-
-@pytest.fixture
-def dynsec_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    with running_mosquitto(
-        tmp_path_factory.mktemp("dynsec"),
-        dynsec=Dynsec(initial_config("fleet-server", SERVER_PASSWORD)),
-    ) as broker:
-        yield broker
-
-
-@pytest.fixture
-def server(trust: Trust, dynsec_broker: Broker, tmp_path: Path) -> Iterator[LocalServer]:
-    url = f"mqtt://fleet-server:{SERVER_PASSWORD}@127.0.0.1:{dynsec_broker.server_port}"
-    with running_server(
-        trust, tmp_path / "server", mqtt_url=url, broker_accounts="dynsec"
-    ) as local:
-        yield local
 
 
 @dataclass
@@ -242,6 +220,13 @@ def test_a_revoked_device_is_disconnected_within_5_s_and_cannot_log_in_again(
             admin.new_broker_login(device_id)
         assert (again.value.status, again.value.code) == (409, "device_revoked")
 
+        assert _dynsec_client(dynsec_broker, device_id) == "disabled"
+        admin.call("POST", f"/devices/{device_id}/decommission")
+        assert eventually(
+            lambda: _dynsec_client(dynsec_broker, device_id) == "absent", timeout=5
+        ), "a decommissioned device's login is still on the broker"
+        assert _dynsec_client(dynsec_broker, neighbour) == "enabled"
+
 
 def test_a_rollout_completes_on_fifty_devices_with_provisioned_logins(
     server: LocalServer, dynsec_broker: Broker, trust: Trust, tmp_path: Path
@@ -267,3 +252,23 @@ def test_a_rollout_completes_on_fifty_devices_with_provisioned_logins(
         assert eventually(
             lambda: admin.rollout("provisioned")["status"] == "completed", timeout=30
         ), admin.rollout("provisioned")
+
+
+def _dynsec_client(broker: Broker, username: str) -> str:
+    """What the broker's dynsec plugin holds for a login: enabled, disabled or absent."""
+    control = connect(
+        broker, "fleet-server", SERVER_PASSWORD, "probe-" + secrets.token_hex(4),
+        port=broker.server_port,
+    )  # fmt: skip
+    try:
+        control.client.subscribe("$CONTROL/dynamic-security/v1/response", qos=1)
+        time.sleep(0.2)
+        command = {"commands": [{"command": "getClient", "username": username}]}
+        control.client.publish("$CONTROL/dynamic-security/v1", json.dumps(command), qos=1)
+        assert eventually(lambda: bool(control.received), timeout=5)
+    finally:
+        control.stop()
+    (response,) = json.loads(control.received[0][1])["responses"]
+    if response.get("error") == "Client not found":
+        return "absent"
+    return "disabled" if response["data"]["client"].get("disabled") else "enabled"

@@ -52,6 +52,7 @@ from schemas.components import (
     SensorCalibration,
     Thresholds,
 )
+from schemas.provisioning import BundleBrokerLogin, ProvisioningBundle
 from signer.acceptance import DeviceTrustState, accept_update, payload_digest
 from signer.keys import SigningKey
 from signer.signing import sign_model
@@ -317,7 +318,27 @@ def render_examples(example: Example) -> dict[str, str]:
         "sensor_calibration-payload": _text(
             model_bytes(SensorCalibration(gain=(1.02, 0.98, 1.0), offset=(0.01, -0.02, 0.0)))
         ),
+        "provisioning_bundle-payload": _text(model_bytes(_bundle(example))),
     }
+
+
+def _bundle(example: Example) -> ProvisioningBundle:
+    """A bundle for a device that made its own key (so no private key is printed)."""
+    return ProvisioningBundle(
+        device_id="dev-0001",
+        device_class=example.release.device_class,
+        tags=("line:a",),
+        public_key=example.keys["device"].public.public,
+        private_key_pem=None,
+        root=example.root_envelope,
+        http_base="https://fleet.example.com/api/v1",
+        broker=BundleBrokerLogin(
+            url="mqtts://broker.example.com:8883",
+            username="dev-0001",
+            client_id="dev-0001",
+            password="shown-once-in-this-answer-only",
+        ),
+    )
 
 
 def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fleet.api.models.common import (
     ByteSize,
@@ -20,6 +22,7 @@ from fleet.api.models.common import (
 from fleet.domain.records import Calibration, Device, DeviceClass, DirectorRecord, StatusEvent
 from fleet.services.broker_accounts import BrokerLogin
 from fleet.services.catalog import Enrollment
+from fleet.services.provisioning import ProvisionRequest
 from schemas import Action, DeviceState, Envelope
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "DeviceTags",
     "DirectionPublic",
     "EnrollmentResult",
+    "ProvisionCreate",
     "StatusEventPublic",
 ]
 
@@ -96,6 +100,50 @@ class DeviceCreate(RequestModel):
         )
 
 
+# base64 of MAX_CALIBRATION_BYTES (1 MiB), with its padding.
+MAX_CALIBRATION_BASE64 = 4 * ((1024 * 1024 + 2) // 3)
+
+
+class ProvisionCreate(RequestModel):
+    """A device to provision; its id is in the path."""
+
+    device_class: Name
+    tags: Tags = Field(default_factory=list)
+    public_key: PublicKeyHex | None = Field(
+        default=None,
+        description="the key the device made itself; without it the server makes the "
+        "keypair and returns the private key in the bundle, once",
+    )
+    calibration_base64: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALIBRATION_BASE64,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="the device's initial calibration (at most 1 MiB), base64",
+    )
+
+    @field_validator("calibration_base64")
+    @classmethod
+    def _decodes(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"not base64: {exc}") from exc
+        return value
+
+    def to_request(self, device_id: str) -> ProvisionRequest:
+        return ProvisionRequest(
+            device_id=device_id,
+            device_class=self.device_class,
+            tags=frozenset(self.tags),
+            public_key_hex=self.public_key,
+            calibration=None
+            if self.calibration_base64 is None
+            else base64.b64decode(self.calibration_base64, validate=True),
+        )
+
+
 class DeviceTags(RequestModel):
     tags: Tags
 
@@ -144,6 +192,9 @@ class DevicePublic(ResponseModel):
     revoked_at: datetime | None = Field(
         description="when it was revoked: its broker login and signed messages are refused"
     )
+    decommissioned_at: datetime | None = Field(
+        description="when it was retired: key, tags, calibration and broker login deleted"
+    )
 
     @classmethod
     def from_record(cls, record: Device) -> DevicePublic:
@@ -164,6 +215,7 @@ class DevicePublic(ResponseModel):
             last_seen=record.last_seen,
             director_sequence=record.director_sequence,
             revoked_at=record.revoked_at,
+            decommissioned_at=record.decommissioned_at,
         )
 
 

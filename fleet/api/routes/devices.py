@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from fleet.api.deps import ContextDep, OperatorDep, ViewerDep
 from fleet.api.models.common import (
@@ -25,16 +25,21 @@ from fleet.api.models.devices import (
     DeviceTags,
     DirectionPublic,
     EnrollmentResult,
+    ProvisionCreate,
     StatusEventPublic,
 )
 from fleet.api.models.telemetry import DevicePrivacyPublic
 from fleet.api.problems import ProblemError
 from fleet.api.routes import API_PREFIX
+from fleet.api.routes.calibration import MAX_CALIBRATION_BYTES
 from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
-from fleet.services.broker_accounts import issue_broker_login, revoke_device
+from fleet.services.broker_accounts import issue_broker_login
 from fleet.services.catalog import enroll_devices, set_device_tags
+from fleet.services.lifecycle import decommission_device, revoke_device
 from fleet.services.privacy_accounting import device_privacy
+from fleet.services.provisioning import DeviceEndpoints, provision_device
+from schemas.provisioning import ProvisioningBundle
 
 __all__ = ["router"]
 
@@ -90,6 +95,44 @@ def enroll_bulk(body: DeviceBatch, context: ContextDep, caller: OperatorDep) -> 
     )
 
 
+@router.post(
+    "/{device_id}/provision",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 403, 404, 409, 413, 422),
+)
+def provision(
+    device_id: DeviceId,
+    body: ProvisionCreate,
+    request: Request,
+    context: ContextDep,
+    caller: OperatorDep,
+) -> ProvisioningBundle:
+    """Enroll one device and answer with its provisioning bundle for the factory line:
+    its keypair (made here unless `public_key` is given), its broker login, the root to
+    pin, the server's and broker's URLs and its initial calibration. The private key and
+    the password are in this answer only. 409 `provisioning_unconfigured` when the
+    server does not know the broker's device URL (FLEET_PUBLIC_MQTT_URL)."""
+    if context.device_mqtt_url is None or context.pinned_root is None:
+        raise ProblemError(
+            "set FLEET_PUBLIC_MQTT_URL to the broker's device listener first",
+            status=409,
+            code="provisioning_unconfigured",
+        )
+    http_base = context.device_http_base or f"{str(request.base_url).rstrip('/')}{API_PREFIX}"
+    bundle = provision_device(
+        context.new_uow(),
+        context.blobs,
+        body.to_request(device_id),
+        DeviceEndpoints(context.device_mqtt_url, http_base, context.pinned_root()),
+        broker_logins=context.broker_logins,
+        max_calibration_bytes=MAX_CALIBRATION_BYTES,
+        actor=caller.name,
+        now=context.clock(),
+    )
+    context.on_broker_accounts_queued()
+    return bundle
+
+
 @router.post("/{device_id}/revoke", responses=problem_responses(401, 403, 404, 422))
 def revoke(device_id: DeviceId, context: ContextDep, caller: OperatorDep) -> DevicePublic:
     """Cut a device off: its broker login disabled (the broker disconnects it at once),
@@ -97,6 +140,23 @@ def revoke(device_id: DeviceId, context: ContextDep, caller: OperatorDep) -> Dev
     revoking again changes nothing. There is no un-revoke: enroll it under a new id."""
     device = revoke_device(
         context.new_uow(),
+        device_id,
+        manage_logins=context.broker_logins,
+        actor=caller.name,
+        now=context.clock(),
+    )
+    context.on_broker_accounts_queued()
+    return DevicePublic.from_record(device)
+
+
+@router.post("/{device_id}/decommission", responses=problem_responses(401, 403, 404, 422))
+def decommission(device_id: DeviceId, context: ContextDep, caller: OperatorDep) -> DevicePublic:
+    """Retire a device for good: revoked (if it was not), its broker login deleted, its
+    key, tags and calibrations deleted; its status history and an audit event recording
+    what it was are kept. Decommissioning again changes nothing."""
+    device = decommission_device(
+        context.new_uow(),
+        context.blobs,
         device_id,
         manage_logins=context.broker_logins,
         actor=caller.name,

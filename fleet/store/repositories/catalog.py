@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from sqlalchemy import delete
 from sqlmodel import col, select
 
 from fleet.domain.records import Artifact, Calibration, Release
@@ -59,6 +60,25 @@ class SqlCalibrationRepository(SqlRepository):
             .limit(1)
         ).first()
         return None if row is None else _calibration(row)
+
+    def delete_device(self, device_id: str) -> set[str]:
+        """Remove every calibration version of the device; the sha256s they named."""
+        sha256s = set(
+            self._session.exec(
+                select(CalibrationRow.sha256).where(col(CalibrationRow.device_id) == device_id)
+            )
+        )
+        self._session.exec(delete(CalibrationRow).where(col(CalibrationRow.device_id) == device_id))
+        return sha256s
+
+    def referenced(self, sha256s: Collection[str]) -> set[str]:
+        """Which of these blobs a calibration still names."""
+        if not sha256s:
+            return set()
+        rows = self._session.exec(
+            select(CalibrationRow.sha256).where(col(CalibrationRow.sha256).in_(list(sha256s)))
+        )
+        return set(rows)
 
 
 def _artifact(row: ArtifactRow) -> Artifact:

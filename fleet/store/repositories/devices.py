@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -145,6 +146,26 @@ class SqlDeviceRepository(SqlRepository):
         )
         return bool(result.rowcount)
 
+    def decommission(self, device_id: str, *, at: datetime) -> bool:
+        """Tombstone it: its key replaced by an unusable value (nothing verifies against
+        it; the keyid stays unique), its tags gone, revoked. False if it already was."""
+        row = self._session.get(DeviceRow, device_id)
+        if row is None or row.decommissioned_at is not None:
+            return False
+        self._session.exec(delete(DeviceTagRow).where(col(DeviceTagRow.device_id) == device_id))
+        self._session.exec(
+            update(DeviceRow)
+            .where(col(DeviceRow.id) == device_id)
+            .values(
+                decommissioned_at=at,
+                revoked_at=func.coalesce(col(DeviceRow.revoked_at), at),
+                online=False,
+                public_key_hex="0" * 64,
+                keyid=hashlib.sha256(f"decommissioned:{device_id}".encode()).hexdigest(),
+            )
+        )
+        return True
+
     def set_online(self, device_id: str, online: bool, *, at: datetime) -> None:
         result = self._session.exec(
             update(DeviceRow)
@@ -238,6 +259,7 @@ def _device_row(record: Device) -> DeviceRow:
         last_seen=record.last_seen,
         online=record.online,
         revoked_at=record.revoked_at,
+        decommissioned_at=record.decommissioned_at,
     )
 
 
@@ -257,4 +279,5 @@ def _device_record(row: DeviceRow, tags: frozenset[str]) -> Device:
         last_seen=row.last_seen,
         online=row.online,
         revoked_at=row.revoked_at,
+        decommissioned_at=row.decommissioned_at,
     )

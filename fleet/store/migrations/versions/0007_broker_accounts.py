@@ -1,4 +1,4 @@
-"""Broker accounts: an outbox of device login changes, and revoked devices.
+"""Broker accounts: an outbox of device login changes; revoked and decommissioned devices.
 
 Revision ID: 0007
 Revises: 0006
@@ -45,10 +45,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("device") as batch:
         batch.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("decommissioned_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("device") as batch:
+        batch.drop_column("decommissioned_at")
         batch.drop_column("revoked_at")
     op.drop_index("ix_broker_account_outbox_pending", table_name="broker_account_outbox")
     op.drop_index(op.f("ix_broker_account_outbox_device_id"), table_name="broker_account_outbox")
