@@ -68,7 +68,28 @@ class _Worker:
         raise NotImplementedError
 
 
-class OutboxPump(_Worker):
+class _OutboxWorker(_Worker):
+    """Drains a database outbox: polls every ``idle_poll`` seconds while it is empty, and
+    at once after ``wake()`` (called by whoever just queued something)."""
+
+    def __init__(self, metrics: Metrics, *, idle_poll: float) -> None:
+        super().__init__(metrics)
+        self._idle_poll = idle_poll
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._wake.set()
+        super().stop(timeout)
+
+    def _idle(self) -> None:
+        self._wake.wait(self._idle_poll)
+        self._wake.clear()
+
+
+class OutboxPump(_OutboxWorker):
     """Publishes queued director manifests; ``wake()`` after queueing new ones."""
 
     name = "outbox_pump"
@@ -83,21 +104,12 @@ class OutboxPump(_Worker):
         metrics: Metrics,
         idle_poll: float = 1.0,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, idle_poll=idle_poll)
         self._new_uow = new_uow
         self._publisher = publisher
         self._roots = roots
         self._clock = clock
         self._metrics = metrics
-        self._idle_poll = idle_poll
-        self._wake = threading.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._wake.set()
-        super().stop(timeout)
 
     def drain(self, timeout: float) -> int:
         """Stop, then publish what is still queued until none is or ``timeout`` passes;
@@ -126,8 +138,7 @@ class OutboxPump(_Worker):
         )
         self._metrics.manifests_published.inc(published)
         if published == 0:
-            self._wake.wait(self._idle_poll)
-            self._wake.clear()
+            self._idle()
 
 
 class DeviceInbox(_Worker):
@@ -262,7 +273,7 @@ class DeviceInbox(_Worker):
                 )
 
 
-class BrokerAccountSync(_Worker):
+class BrokerAccountSync(_OutboxWorker):
     """Applies queued broker login changes (``fleet.services.broker_accounts``);
     ``wake()`` after queueing, so a revoked device is cut off at once."""
 
@@ -277,21 +288,11 @@ class BrokerAccountSync(_Worker):
         metrics: Metrics,
         idle_poll: float = 1.0,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, idle_poll=idle_poll)
         self._new_uow = new_uow
         self._accounts = accounts
         self._clock = clock
-        self._idle_poll = idle_poll
-        self._wake = threading.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._wake.set()
-        super().stop(timeout)
 
     def _step(self) -> None:
         if sync_broker_accounts(self._new_uow(), self._accounts, now=self._clock) == 0:
-            self._wake.wait(self._idle_poll)
-            self._wake.clear()
+            self._idle()
