@@ -108,9 +108,15 @@ def test_a_device_cannot_publish_on_another_devices_status(
             assert acked.wait_for(lambda: mid in acks, timeout=5)
         return acks[mid]
 
-    dev1 = _raw_device(mosquitto, "dev-1", on_publish=on_publish)
+    disconnects: list[ReasonCode] = []
+    dev1 = _raw_device(
+        mosquitto, "dev-1", on_publish=on_publish,
+        on_disconnect=lambda _c, _u, _f, reason, _p: disconnects.append(reason),
+    )  # fmt: skip
     try:
         spoofed = publish("tf/d/dev-2/status", b"spoofed")
+        time.sleep(0.2)  # room for the broker to (wrongly) drop the connection
+        assert disconnects == [], "a denied publish is answered, not punished"
         own = publish("tf/d/dev-1/status", b"own")
     finally:
         dev1.disconnect()
