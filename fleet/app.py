@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from fleet.api.app import create_api
 from fleet.api.context import ApiContext
 from fleet.domain.records import Role as TokenRole
+from fleet.domain.server_names import SERVER_NAME_PREFIX, is_server_name
 from fleet.observability import Metrics
 from fleet.ratelimit import ApiRates, DeviceBudget, RateLimiter, parse_rate
 from fleet.readiness import ReadinessProbe
@@ -197,6 +198,21 @@ def _broker_accounts(
         raise ConfigurationError(
             "FLEET_BROKER_ACCOUNTS=dynsec manages an external Mosquitto's logins: set "
             "FLEET_MQTT_URL to it (the embedded broker is for development, anonymous)"
+        )
+    outside = [
+        f"{setting}={name!r}"
+        for setting, name in (
+            ("the FLEET_MQTT_URL username", endpoint.username or ""),
+            ("FLEET_MQTT_CLIENT_ID", settings.mqtt_client_id),
+        )
+        if not is_server_name(name)
+    ]
+    if outside:
+        # Device ids may not start with the prefix, so these names can never be handed
+        # to, or taken over by, a device.
+        raise ConfigurationError(
+            f"with FLEET_BROKER_ACCOUNTS=dynsec the server's broker username and client id "
+            f"must start with {SERVER_NAME_PREFIX!r}: {', '.join(outside)}"
         )
     accounts = DynsecAccounts(endpoint, client_id=f"{settings.mqtt_client_id}-accounts")
     return accounts, BrokerAccountSync(new_uow, accounts, clock=clock, metrics=metrics)

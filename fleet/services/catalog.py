@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet.domain.records import Device, DeviceClass
+from fleet.domain.server_names import SERVER_NAME_PREFIX, is_server_name
 from fleet.services.broker_accounts import BrokerLogin, queue_broker_logins
 from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
 from fleet.store import AlreadyExists, UnitOfWork
@@ -76,6 +77,16 @@ def _refuse_repeats(what: str, values: Sequence[str]) -> None:
         )
 
 
+def _refuse_server_names(ids: Sequence[str]) -> None:
+    taken = [device_id for device_id in ids if is_server_name(device_id)]
+    if taken:
+        raise InvalidInput(
+            f"device ids starting with {SERVER_NAME_PREFIX!r} are the server's own broker "
+            f"logins and client ids: {taken[:5]}",
+            code="reserved_device_id",
+        )
+
+
 @dataclass(frozen=True)
 class Enrolled:
     devices: list[Device]
@@ -111,6 +122,7 @@ def enroll_in(
     """``enroll_devices`` inside the caller's transaction (which commits it)."""
     ids = [e.device_id for e in enrollments]
     _refuse_repeats("device ids", ids)
+    _refuse_server_names(ids)
     devices = [_device(e, now) for e in enrollments]
     _refuse_repeats("public keys", [d.public_key_hex for d in devices])
     for device_class in {d.device_class for d in devices}:

@@ -54,6 +54,7 @@ _ALREADY = {
     ("disableClient", "Client not found"),
     ("deleteClient", "Client not found"),
     ("deleteRole", "Role not found"),
+    ("getClient", "Client not found"),
 }
 
 
@@ -123,8 +124,15 @@ class DynsecAccounts:
         self._mqtt.stop()
 
     def apply(self, changes: Sequence[BrokerAccountChange]) -> None:
+        """Apply the changes, touching only device logins: a login that exists without
+        its device's role (the server's own, or an operator's) is left alone, so no
+        device id can re-password, disable or delete it."""
+        foreign = self._foreign_logins({change.device_id for change in changes})
+        for device_id in sorted(foreign):
+            _log.error("broker_login_not_a_device", username=device_id)
+        changes = [change for change in changes if change.device_id not in foreign]
         sent = [(change, c) for change in changes for c in _device_commands(change)]
-        answers = self._send([c for _, c in sent])
+        answers = self._send([c for _, c in sent]) if sent else []
         existing = [
             change
             for (change, command), answer in zip(sent, answers, strict=True)
@@ -133,6 +141,19 @@ class DynsecAccounts:
         ]
         if existing:
             self._send([c for change in existing for c in _existing_login_commands(change)])
+
+    def _foreign_logins(self, usernames: set[str]) -> set[str]:
+        """Of these usernames, those whose login exists but lacks its device role."""
+        ordered = sorted(usernames)
+        answers = self._send([{"command": "getClient", "username": u} for u in ordered])
+        foreign: set[str] = set()
+        for username, answer in zip(ordered, answers, strict=True):
+            if answer.get("error") == "Client not found":
+                continue
+            roles = answer.get("data", {}).get("client", {}).get("roles", [])
+            if device_role(username) not in {role.get("rolename") for role in roles}:
+                foreign.add(username)
+        return foreign
 
     def _send(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send the commands in one message; their answers, in the same order."""

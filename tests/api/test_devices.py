@@ -170,3 +170,16 @@ async def test_device_classes_are_created_once_and_listed(fleet: Fleet) -> None:
     assert shown.json()["ram_bytes"] == 262_144
     missing = await fleet.client.get(f"{API}/device-classes/esp32", headers=viewer)
     assert missing.status_code == 404
+
+
+async def test_the_servers_own_names_are_refused_as_device_ids(fleet: Fleet) -> None:
+    """A device id is a broker username and client id: as `fleet-server` it would be
+    handed the server's login, as a replica's client id take its session over."""
+    await fleet.create_class()
+    for batch in (["fleet-server"], ["dev-00001", "Fleet-1"], ["fleet-server-accounts"]):
+        refused = await fleet.enroll(*batch)
+        assert (refused.status_code, problem_of(refused)["code"]) == (422, "reserved_device_id")
+    allowed = await fleet.enroll("fleetwide-1", "my-fleet-1")
+    assert allowed.status_code == 201, allowed.text
+    listed = await fleet.client.get(f"{API}/devices", headers=fleet.auth(Role.VIEWER))
+    assert [d["id"] for d in listed.json()["items"]] == ["fleetwide-1", "my-fleet-1"]

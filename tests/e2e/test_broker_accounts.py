@@ -23,13 +23,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device_sim.fleet import BROKER_LOGINS_FILE
+from fleet.app import ConfigurationError, build_server
 from fleet.client import AdminClient, ApiError
+from fleet.domain.records import BrokerAccountChange
 from fleet.local_setup import LocalServer, Trust
+from fleet.settings import Settings
+from fleet.transports.dynsec import DynsecAccounts
 from fleet.transports.embedded_broker import (
     Broker,
     find_dynsec_plugin,
     find_mosquitto,
 )
+from fleet.transports.mqtt import MqttEndpoint
 from tests.e2e.conftest import SERVER_PASSWORD
 from tests.e2e.fleet_run import (
     DEVICE_CLASS,
@@ -254,6 +259,43 @@ def test_a_rollout_completes_on_fifty_devices_with_provisioned_logins(
         ), admin.rollout("provisioned")
 
 
+def test_account_changes_never_touch_a_login_that_is_not_a_devices(
+    dynsec_broker: Broker,
+) -> None:
+    """Enrollment refuses the server's names as device ids; this is the second wall, for
+    a row queued before that rule: a change for `fleet-server` leaves its login alone."""
+    endpoint = MqttEndpoint(
+        dynsec_broker.host, dynsec_broker.server_port, "fleet-server", SERVER_PASSWORD
+    )
+    accounts = DynsecAccounts(endpoint, client_id="accounts-" + secrets.token_hex(4))
+    accounts.start()
+
+    def server_login(password: str) -> bool:
+        session = connect(
+            dynsec_broker, "fleet-server", password, "probe-" + secrets.token_hex(4),
+            port=dynsec_broker.server_port,
+        )  # fmt: skip
+        session.stop()
+        return session.connected.is_set()
+
+    try:
+        device = "dev-wall-" + secrets.token_hex(3)
+        for n, action in enumerate(("create", "disable", "delete")):
+            password = "hijacked" if action == "create" else None
+            accounts.apply([BrokerAccountChange(n, "fleet-server", action, password)])
+            assert not server_login("hijacked")
+            assert server_login(SERVER_PASSWORD), f"{action} reached the server's login"
+        # The positive control: the same calls do change a device's login, twice over.
+        for n, password in enumerate(("first", "second")):
+            accounts.apply([BrokerAccountChange(10 + n, device, "create", password)])
+            _wait_for_login(dynsec_broker, device, password)
+        assert refused(connect(dynsec_broker, device, "first", device))
+        accounts.apply([BrokerAccountChange(12, device, "delete", None)])
+        assert _dynsec_client(dynsec_broker, device) == "absent"
+    finally:
+        accounts.stop()
+
+
 def _dynsec_client(broker: Broker, username: str) -> str:
     """What the broker's dynsec plugin holds for a login: enabled, disabled or absent."""
     control = connect(
@@ -272,3 +314,21 @@ def _dynsec_client(broker: Broker, username: str) -> str:
     if response.get("error") == "Client not found":
         return "absent"
     return "disabled" if response["data"]["client"].get("disabled") else "enabled"
+
+
+@pytest.mark.parametrize(
+    ("url_username", "client_id"), [("tinyfleet", "fleet-1"), ("fleet-server", "replica-1")]
+)
+def test_managed_logins_need_the_servers_names_in_their_namespace(
+    trust: Trust, tmp_path: Path, url_username: str, client_id: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        root_path=trust.root,
+        director_key_path=trust.director_key,
+        mqtt_url=f"mqtt://{url_username}:pw@127.0.0.1:1",
+        mqtt_client_id=client_id,
+        broker_accounts="dynsec",
+    )
+    with pytest.raises(ConfigurationError, match="must start with 'fleet-'"):
+        build_server(settings)
