@@ -7,7 +7,11 @@ container, so ``docker compose up --scale fleet-sim=N`` runs N fleets side by si
 2. waits for the server (``FLEET_URL``) to answer ``/healthz``, creates the device class
    ``SIM_DEVICE_CLASS`` unless it exists, and enrolls the devices with ``FLEET_TOKEN``
    (an operator token); a restart finds them enrolled and goes on;
-3. replaces itself with ``fleet-sim run`` against ``SIM_MQTT_URL`` and ``FLEET_URL`` for
+3. saves the broker logins the enrollment answered with (shown that once) as
+   ``broker-logins.json`` beside the keys, where ``fleet-sim run`` reads them; a restart
+   that finds the devices enrolled but no saved logins (it stopped in between) asks the
+   server for a new login per device;
+4. replaces itself with ``fleet-sim run`` against ``SIM_MQTT_URL`` and ``FLEET_URL`` for
    ``SIM_RUN_SECONDS`` (default a year); arguments given to the container (``--fault
    flaky-link=0.1``, ``--coap ...``) are passed on to it.
 
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from device_sim.fleet import BROKER_LOGINS_FILE
 from fleet.client import AdminClient, ApiError
 
 _NOT_IN_AN_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -77,16 +82,37 @@ def _enroll(client: AdminClient, directory: Path, device_class: str) -> None:
         if exc.code != "conflict":
             raise
     enrollment = (directory / "devices.json").read_bytes()
+    logins = directory / BROKER_LOGINS_FILE
     try:
-        client.enroll(enrollment)
+        _save(logins, client.enroll(enrollment)["broker_logins"])
     except ApiError as exc:
         if exc.code != "conflict":
             raise
         # A restart: every device must already be enrolled, and under our key.
-        for entry in json.loads(enrollment):
+        entries = json.loads(enrollment)
+        for entry in entries:
             if client.device(entry["id"])["public_key"] != entry["public_key"]:
                 raise
+        if not logins.exists():
+            _save(logins, _new_logins(client, [entry["id"] for entry in entries]))
     sys.stderr.write(f"fleet-sim service: {directory} enrolled as {_prefix()}-*\n")
+
+
+def _new_logins(client: AdminClient, ids: list[str]) -> list[object]:
+    try:
+        return [client.new_broker_login(device_id) for device_id in ids]
+    except ApiError as exc:
+        if exc.code == "broker_logins_unmanaged":
+            return []  # the broker takes devices without a password
+        raise
+
+
+def _save(path: Path, logins: list[object]) -> None:
+    """Atomically, so a crash leaves the old file or the new one, never half of it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(logins))
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
 
 
 def main() -> None:

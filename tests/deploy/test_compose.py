@@ -161,34 +161,42 @@ def _listeners(conf: str) -> dict[int, list[str]]:
     return found
 
 
-def test_replicas_log_in_on_the_password_listener_and_devices_on_the_published_one() -> None:
+def test_every_login_is_checked_by_the_dynsec_plugin_on_both_listeners() -> None:
     conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.compose.conf").read_text()
-    assert "per_listener_settings true" in conf.splitlines()
+    lines = conf.splitlines()
+    # Global settings: 2.0's dynsec plugin cannot be one listener's alone.
+    assert "per_listener_settings false" in lines
+    assert "allow_anonymous false" in lines and "allow_anonymous true" not in lines
+    plugin_file = next(
+        line.split()[1] for line in lines if line.startswith("plugin_opt_config_file")
+    )
     listeners = _listeners(conf)
+    assert not any("use_username_as_clientid" in o for opts in listeners.values() for o in opts)
     server = urlsplit(SERVICES["fleet-1"]["environment"]["FLEET_MQTT_URL"])
     assert (server.hostname, server.username) == ("mosquitto", "fleet-server")
-    options = listeners[server.port]
-    assert "allow_anonymous false" in options
-    assert any(o.startswith("password_file ") for o in options)
-    assert "use_username_as_clientid true" not in options
     published = [int(p.split(":")[0]) for p in SERVICES["mosquitto"]["ports"]]
-    assert server.port not in published
+    assert server.port in listeners and server.port not in published
     assert published == [urlsplit(SERVICES["fleet-sim"]["environment"]["SIM_MQTT_URL"]).port]
-    assert "acl_file /mosquitto/config/acl.devices" in listeners[published[0]]
-    mounted = {c["target"] for c in SERVICES["mosquitto"]["configs"]}
-    assert {
-        o.split()[1] for lines in listeners.values() for o in lines if o.startswith("acl_file")
-    } <= mounted
+    assert set(listeners) == {server.port, *published}
+    # The plugin's file lives on the broker's volume, which broker-init writes first.
+    init = SERVICES["broker-init"]
+    assert SERVICES["mosquitto"]["depends_on"] == {
+        "broker-init": {"condition": "service_completed_successfully"}
+    }
+    (volume,) = SERVICES["mosquitto"]["volumes"]
+    assert init["volumes"] == [volume]
+    assert plugin_file.startswith(volume.split(":", 1)[1] + "/")
+    assert f"--out {plugin_file}" in init["command"][0]
+    assert f"[ -f {plugin_file} ]" in init["command"][0], "a restart keeps the plugin's file"
 
 
-def _rules(acl: str) -> list[str]:
-    text = (ROOT / "deploy" / "mosquitto" / acl).read_text()
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def test_devices_acl_is_the_device_rule_of_the_main_acl_alone() -> None:
-    assert _rules("acl.devices") == [r for r in _rules("acl") if r.startswith("pattern ")]
-    assert not any(r.startswith("user ") for r in _rules("acl.devices"))
+def test_the_replicas_manage_device_logins_and_bundles_name_the_device_listener() -> None:
+    for replica in REPLICAS:
+        env = SERVICES[replica]["environment"]
+        assert env["FLEET_BROKER_ACCOUNTS"] == "dynsec"
+        assert env["FLEET_MQTT_CLIENT_ID"].startswith("fleet-"), "the server's namespace"
+        public = urlsplit(env["FLEET_PUBLIC_MQTT_URL"])
+        assert public.port == int(SERVICES["mosquitto"]["ports"][0].split(":")[0])
 
 
 def test_the_sim_service_scales_and_sets_only_what_its_entrypoint_reads() -> None:

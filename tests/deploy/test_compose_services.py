@@ -1,13 +1,14 @@
 """The configs compose.yaml hands to nginx and Mosquitto, run by the real programs:
-``nginx -t`` on deploy/nginx/nginx.conf, and Mosquitto started by the compose service's
-own command with deploy/mosquitto/mosquitto.compose.conf, then probed with MQTT 5
-clients. Only the host paths and ports are changed; no Docker is needed."""
+``nginx -t`` on deploy/nginx/nginx.conf; broker-init's command, then Mosquitto with
+deploy/mosquitto/mosquitto.compose.conf and its dynamic security plugin, probed with
+MQTT 5 clients. Only the host paths and ports are changed; no Docker is needed."""
 
 from __future__ import annotations
 
 import getpass
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from fleet.transports.embedded_broker import find_mosquitto, free_port
+from fleet.domain.records import BrokerAccountChange
+from fleet.transports.dynsec import DynsecAccounts
+from fleet.transports.embedded_broker import find_dynsec_plugin, find_mosquitto, free_port
+from fleet.transports.mqtt import MqttEndpoint
 from tests.deploy.compose import load
 from tests.deploy.dockerfile import DOCKERFILE, ROOT, instructions, stages
 
@@ -87,6 +91,10 @@ class ComposeBroker:
     server_port: int
     device_port: int
     password: str
+    device_passwords: dict[str, str]
+    init_script: list[str]
+    init_env: dict[str, str]
+    plugin_file: Path
 
 
 def _wait_for_ports(process: subprocess.Popen[bytes], *ports: int) -> None:
@@ -102,15 +110,34 @@ def _wait_for_ports(process: subprocess.Popen[bytes], *ports: int) -> None:
                 time.sleep(0.05)
 
 
+def _broker_init(base: Path, password: str) -> tuple[list[str], dict[str, str]]:
+    """broker-init's own command, with the host's paths and this checkout's `fleet`."""
+    fleet = shutil.which("fleet")
+    assert fleet is not None, "the fleet CLI is installed with the package"
+    service = SERVICES["broker-init"]
+    shell, flag = service["entrypoint"]
+    (script,) = service["command"]
+    script = script.replace("/tmp/server-password", f"{base}/server-password")
+    script = script.replace("/mosquitto/", f"{base}/")
+    script = script.replace("fleet broker ", f"{fleet} broker ")
+    env = {"PATH": os.environ["PATH"], "MQTT_SERVER_PASSWORD": password}
+    return [shell, flag, script], env
+
+
 @pytest.fixture(scope="module")
 def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeBroker]:
-    """Mosquitto as the compose service starts it: its command, its config, its ACLs."""
-    mosquitto = find_mosquitto()
-    if mosquitto is None or shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto is not installed (.ci/run installs it)")
+    """Mosquitto as compose starts it: broker-init's command writes the dynsec plugin's
+    starting file, then the broker runs with the compose config; device logins are
+    made the way the replicas make them (DynsecAccounts)."""
+    mosquitto, plugin = find_mosquitto(), find_dynsec_plugin()
+    if mosquitto is None or plugin is None:
+        pytest.skip("mosquitto with its dynsec plugin is not installed (.ci/run installs it)")
     base = tmp_path_factory.mktemp("compose-broker")
     (base / "config").mkdir()
     (base / "data").mkdir()
+    password = "test-" + os.urandom(8).hex()
+    script, env = _broker_init(base, password)
+    subprocess.run(script, env=env, check=True, capture_output=True, timeout=60)
     for target in SERVICES["mosquitto"]["configs"]:
         source = load()["configs"][target["source"]]["file"]
         shutil.copy(ROOT / "deploy" / source, base / "config" / Path(target["target"]).name)
@@ -118,24 +145,32 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
     conf = (base / "config" / "mosquitto.conf").read_text()
     conf = conf.replace("listener 1884\n", f"listener {server_port} 127.0.0.1\n")
     conf = conf.replace("listener 1883\n", f"listener {device_port} 127.0.0.1\n")
+    conf = conf.replace("/usr/lib/mosquitto_dynamic_security.so", str(plugin))
     conf = conf.replace("/mosquitto/", f"{base}/")
     # Started as root, Mosquitto would switch to `mosquitto`, who cannot read a test's
     # temp dir; the container's entrypoint owns /mosquitto for that user instead.
     (base / "config" / "mosquitto.conf").write_text(f"user {getpass.getuser()}\n{conf}")
-    shell, flag, script = SERVICES["mosquitto"]["command"]
-    script = script.replace("/mosquitto/", f"{base}/")
-    script = script.replace("chown mosquitto:mosquitto", 'chown "$(id -u):$(id -g)"')
-    script = script.replace("exec mosquitto ", f"exec {mosquitto} ")
-    password = "test-" + os.urandom(8).hex()
+    command = [c.replace("/mosquitto/", f"{base}/") for c in SERVICES["mosquitto"]["command"]]
+    assert command[0] == "mosquitto"
     log = (base / "mosquitto.log").open("wb")
-    process = subprocess.Popen(
-        [shell, flag, script], stdout=log, stderr=subprocess.STDOUT,
-        env={"PATH": os.environ["PATH"], "MQTT_SERVER_PASSWORD": password},
-    )  # fmt: skip
+    process = subprocess.Popen([mosquitto, *command[1:]], stdout=log, stderr=subprocess.STDOUT)
+    accounts = DynsecAccounts(
+        MqttEndpoint("127.0.0.1", server_port, "fleet-server", password), client_id="fleet-t"
+    )
     try:
         _wait_for_ports(process, server_port, device_port)
-        yield ComposeBroker(server_port, device_port, password)
+        accounts.start()
+        devices = {device_id: secrets.token_urlsafe(18) for device_id in ("dev-1", "dev-2")}
+        accounts.apply(
+            [BrokerAccountChange(n, d, "create", pw) for n, (d, pw) in enumerate(devices.items())]
+        )
+        accounts.stop()
+        yield ComposeBroker(
+            server_port, device_port, password, devices, script, env,
+            base / "data" / "dynamic-security.json",
+        )  # fmt: skip
     finally:
+        accounts.stop()
         process.terminate()
         process.wait(timeout=10)
         log.close()
@@ -160,6 +195,7 @@ def _connect(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or (username or "anonymous"),
         protocol=MQTTProtocolVersion.MQTTv5,
+        reconnect_on_failure=False,
     )
     if username is not None:
         client.username_pw_set(username, password)
@@ -177,6 +213,12 @@ def _connect(
     client.loop_start()
     assert answered.wait(5), "no CONNACK"
     return result
+
+
+def _device(broker: ComposeBroker, device_id: str) -> Client:
+    client = _connect(broker.device_port, device_id, broker.device_passwords[device_id])
+    assert client.reason == "Success", client.reason
+    return client
 
 
 def _subscribed(client: Client, topic: str) -> Client:
@@ -217,9 +259,8 @@ def test_two_replicas_as_fleet_server_keep_their_own_sessions_and_share_device_m
         _subscribed(_replica(compose_broker, replica), "$share/fleet/tf/d/+/status")
         for replica in REPLICAS
     ]
-    device = _connect(compose_broker.device_port, "dev-1")
+    device = _device(compose_broker, "dev-1")
     try:
-        assert device.reason == "Success"
         for n in range(10):
             device.mqtt.publish("tf/d/dev-1/status", b"%d" % n, qos=1).wait_for_publish(5)
         _settle()
@@ -231,29 +272,85 @@ def test_two_replicas_as_fleet_server_keep_their_own_sessions_and_share_device_m
             client.close()
 
 
-def test_a_device_reaches_only_its_own_topics_even_named_fleet_server(
-    compose_broker: ComposeBroker,
+@pytest.mark.parametrize(
+    ("username", "password", "client_id"),
+    [
+        (None, None, "anonymous"),
+        ("fleet-server", None, "fleet-server"),
+        ("fleet-server", "wrong", "fleet-server"),
+        ("dev-1", None, "dev-1"),
+        ("dev-1", "wrong", "dev-1"),
+        ("dev-1", "dev-1's", "dev-2"),  # its own login, another device's client id
+    ],
+)
+def test_the_device_listener_takes_only_a_devices_own_login(
+    compose_broker: ComposeBroker, username: str | None, password: str | None, client_id: str
 ) -> None:
+    victim = _device(compose_broker, "dev-2")
+    if password == "dev-1's":
+        password = compose_broker.device_passwords["dev-1"]
+    try:
+        refused = _connect(compose_broker.device_port, username, password, client_id=client_id)
+        refused.close()
+        assert refused.reason in ("Not authorized", "Bad user name or password")
+        _settle()
+        assert victim.disconnects == [], "a refused login kicked dev-2 off"
+    finally:
+        victim.close()
+
+
+def test_a_device_reaches_only_its_own_topics(compose_broker: ComposeBroker) -> None:
     replica = _subscribed(_replica(compose_broker, "fleet-1"), "tf/#")
-    impostor = _subscribed(_connect(compose_broker.device_port, "fleet-server"), "tf/#")
-    device = _connect(compose_broker.device_port, "dev-1")
+    other = _subscribed(_subscribed(_device(compose_broker, "dev-2"), "#"), "tf/d/dev-2/#")
+    device = _subscribed(_subscribed(_device(compose_broker, "dev-1"), "tf/d/+/#"), "tf/d/dev-1/#")
     try:
         device.mqtt.publish("tf/d/dev-2/status", b"spoofed", qos=1).wait_for_publish(5)
+        device.mqtt.publish("tf/other", b"spoofed", qos=1).wait_for_publish(5)
         _settle()
         # A denied publish is answered, not punished: Mosquitto 2.0.11 with
         # max_queued_messages 0 dropped the connection here.
         assert device.disconnects == []
         device.mqtt.publish("tf/d/dev-1/status", b"own", qos=1).wait_for_publish(5)
+        replica.mqtt.publish("tf/d/dev-2/desired", b"for dev-2", qos=1).wait_for_publish(5)
         _settle()
         assert replica.mqtt.is_connected()
-        assert replica.received == [("tf/d/dev-1/status", b"own")]
-        assert impostor.received == []
+        # The replica hears its own publish too (tf/#): MQTT has no no-local by default.
+        assert replica.received == [
+            ("tf/d/dev-1/status", b"own"),
+            ("tf/d/dev-2/desired", b"for dev-2"),
+        ]
+        assert other.received == [("tf/d/dev-2/desired", b"for dev-2")]
+        assert device.received == [("tf/d/dev-1/status", b"own")]
     finally:
-        for client in (replica, impostor, device):
+        for client in (replica, other, device):
             client.close()
 
 
-def test_the_compose_healthcheck_passes_against_it(compose_broker: ComposeBroker) -> None:
-    _, *command = SERVICES["mosquitto"]["healthcheck"]["test"]
-    command[command.index("-p") + 1] = str(compose_broker.device_port)
-    assert subprocess.run(command, capture_output=True, timeout=10).returncode == 0
+def test_broker_init_keeps_the_plugins_file_on_a_restart(compose_broker: ComposeBroker) -> None:
+    before = compose_broker.plugin_file.read_bytes()
+    assert b"dev-1" in before, "the plugin saved the device logins into the file"
+    again = subprocess.run(
+        compose_broker.init_script, env=compose_broker.init_env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "keeping the existing" in again.stdout
+    assert compose_broker.plugin_file.read_bytes() == before
+    assert oct(compose_broker.plugin_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_compose_healthcheck_passes_against_it_and_needs_the_password(
+    compose_broker: ComposeBroker,
+) -> None:
+    kind, command = SERVICES["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    command = command.replace("-p 1884", f"-p {compose_broker.server_port}")
+
+    def check(password: str) -> int:
+        env = {"PATH": os.environ["PATH"], "MQTT_SERVER_PASSWORD": password}
+        return subprocess.run(
+            ["sh", "-c", command], env=env, capture_output=True, timeout=10, check=False
+        ).returncode
+
+    assert check(compose_broker.password) == 0
+    assert check("wrong-password") != 0

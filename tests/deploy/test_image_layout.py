@@ -6,6 +6,7 @@ session; how long it took is reported at the end of the run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,14 @@ import pytest
 from packaging.markers import Marker
 
 from fleet.local_setup import Trust, create_trust
-from fleet.transports.embedded_broker import find_mosquitto, free_port
+from fleet.transports.dynsec import initial_config
+from fleet.transports.embedded_broker import (
+    Dynsec,
+    find_dynsec_plugin,
+    find_mosquitto,
+    free_port,
+    running_mosquitto,
+)
 from tests.deploy.conftest import FIGURES
 from tests.deploy.dockerfile import DOCKERFILE, ROOT, instructions, stages
 
@@ -156,35 +164,40 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(image_venv: ImageVenv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``fleet serve`` from the venv: SQLite and a Mosquitto it starts, free ports."""
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (.ci/run installs it)")
+    """``fleet serve`` from the venv as compose runs it: its broker has the dynamic
+    security plugin, and the server makes the device logins. SQLite, free ports."""
+    if find_mosquitto() is None or find_dynsec_plugin() is None:
+        pytest.skip("mosquitto with its dynsec plugin is not installed (.ci/run installs it)")
     base = tmp_path_factory.mktemp("served")
     trust = create_trust(base / "offline")
-    port, mqtt_port, token = free_port(), free_port(), "tf_" + "image-layout-test" * 2
-    log = (base / "server.log").open("w")
-    server = subprocess.Popen(
-        [image_venv.bin / "fleet", "serve", "--log-level", "WARNING"],
-        cwd=image_venv.workdir, stdout=log, stderr=subprocess.STDOUT,
-        env=image_venv.env(
-            FLEET_DATA_DIR=str(base / "data"), FLEET_ROOT_PATH=str(trust.root),
-            FLEET_DIRECTOR_KEY_PATH=str(trust.director_key), FLEET_BOOTSTRAP_ADMIN_TOKEN=token,
-            FLEET_HTTP_PORT=str(port), FLEET_COAP_PORT="0",
-            FLEET_EMBEDDED_MQTT_PORT=str(mqtt_port),
-        ),
-    )  # fmt: skip
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_until_up(server, base_url, base / "server.log")
-        yield Served(image_venv, base_url, mqtt_port, token, trust)
-    finally:
-        server.terminate()
+    port, token = free_port(), "tf_" + "image-layout-test" * 2
+    password = "image-" + os.urandom(12).hex()
+    config = Dynsec(initial_config("fleet-server", password))
+    with running_mosquitto(base / "broker", dynsec=config) as broker:
+        log = (base / "server.log").open("w")
+        server = subprocess.Popen(
+            [image_venv.bin / "fleet", "serve", "--log-level", "WARNING"],
+            cwd=image_venv.workdir, stdout=log, stderr=subprocess.STDOUT,
+            env=image_venv.env(
+                FLEET_DATA_DIR=str(base / "data"), FLEET_ROOT_PATH=str(trust.root),
+                FLEET_DIRECTOR_KEY_PATH=str(trust.director_key),
+                FLEET_BOOTSTRAP_ADMIN_TOKEN=token, FLEET_HTTP_PORT=str(port),
+                FLEET_COAP_PORT="0", FLEET_BROKER_ACCOUNTS="dynsec",
+                FLEET_MQTT_URL=f"mqtt://fleet-server:{password}@127.0.0.1:{broker.server_port}",
+            ),
+        )  # fmt: skip
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_until_up(server, base_url, base / "server.log")
+            yield Served(image_venv, base_url, broker.port, token, trust)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.close()
 
 
 def _wait_until_up(server: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
@@ -240,14 +253,37 @@ def _run_sim_service(served: Served, directory: Path) -> subprocess.CompletedPro
 def test_the_fleet_sim_service_enrolls_its_devices_connects_and_restarts(
     served: Served, tmp_path: Path
 ) -> None:
-    first = _run_sim_service(served, tmp_path / "sim")
+    """Its devices log in with the broker logins the enrollment answered with, saved
+    beside their keys; a restart reuses them, and one that finds none asks for new ones."""
+    directory = tmp_path / "sim"
+    first = _run_sim_service(served, directory)
     assert first.returncode == 0, first.stderr
-    again = _run_sim_service(served, tmp_path / "sim")  # a restarted container
+    saved = json.loads((directory / "broker-logins.json").read_text())
+    ids = [f"image-test-{i:05d}" for i in (1, 2, 3)]
+    assert [login["username"] for login in saved] == ids
+    since = _seen(served)
+    again = _run_sim_service(served, directory)  # a restarted container
     assert again.returncode == 0, again.stderr
+    assert json.loads((directory / "broker-logins.json").read_text()) == saved
+    seen_again = _seen(served)
+    (directory / "broker-logins.json").unlink()  # it stopped between enrolling and saving
+    renewed = _run_sim_service(served, directory)
+    assert renewed.returncode == 0, renewed.stderr
+    fresh = json.loads((directory / "broker-logins.json").read_text())
+    assert [login["username"] for login in fresh] == ids
+    assert {x["password"] for x in fresh}.isdisjoint(x["password"] for x in saved)
+    seen_last = _seen(served)
+    assert list(seen_last) == ids
+    for device_id in ids:  # every run's devices came online, so every login worked
+        assert since[device_id] is not None
+        assert seen_again[device_id] is not None and seen_again[device_id] > since[device_id]
+        assert seen_last[device_id] is not None and seen_last[device_id] > seen_again[device_id]
+
+
+def _seen(served: Served) -> dict[str, str | None]:
     devices = httpx.get(
         f"{served.base_url}/api/v1/devices",
         headers={"Authorization": f"Bearer {served.token}"},
         timeout=5,
     ).json()["items"]
-    assert [d["id"] for d in devices] == [f"image-test-{i:05d}" for i in (1, 2, 3)]
-    assert all(d["last_seen"] is not None for d in devices), "every device came online"
+    return {d["id"]: d["last_seen"] for d in devices}

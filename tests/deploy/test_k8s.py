@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate.utils as kubernetes_validate
 import pytest
@@ -76,8 +77,13 @@ def test_the_kinds_are_the_ones_docs_deploy_md_describes() -> None:
 def test_two_replicas_with_stable_names_as_their_mqtt_client_ids() -> None:
     assert STATEFULSET["spec"]["replicas"] == 2
     assert STATEFULSET["spec"]["podManagementPolicy"] == "Parallel"
-    client_id = next(e for e in FLEET["env"] if e["name"] == "FLEET_MQTT_CLIENT_ID")
-    assert client_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    env = {e["name"]: e for e in FLEET["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # Kubernetes expands $(POD_NAME) only from a variable defined before this one.
+    names = [e["name"] for e in FLEET["env"]]
+    assert names.index("POD_NAME") < names.index("FLEET_MQTT_CLIENT_ID")
+    client_id = env["FLEET_MQTT_CLIENT_ID"]["value"]
+    assert client_id == "fleet-$(POD_NAME)", "stable per pod, in the server's namespace"
     governing = _object("Service", STATEFULSET["spec"]["serviceName"])
     assert governing["spec"]["clusterIP"] == "None"
 
@@ -143,6 +149,8 @@ def test_configmap_and_secret_hold_settings_the_server_accepts() -> None:
     assert fleet.keys() <= Settings.model_fields.keys()
     settings = Settings(**fleet)
     assert settings.database_url and settings.database_url.startswith("postgresql://")
+    assert settings.broker_accounts == "dynsec"
+    assert settings.mqtt_url and urlsplit(settings.mqtt_url).username == "fleet-server"
     secret = _object("Secret", "tinyfleet-secrets")["stringData"]
     assert all("example" in value and "change-me" in value for value in secret.values())
 
