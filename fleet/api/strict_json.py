@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
@@ -32,7 +33,16 @@ class BodyRefused(HTTPException):
         self.code = code
 
 
+class _Refused:
+    """Stands in for a body the reader refused. FastAPI then goes on to check the caller,
+    so a request without a valid token is a 401 (or 403) whatever its body, and fails
+    the body's validation, where the route reports the reader's own error instead.
+    No route takes an untyped body, so validation cannot accept it."""
+
+
 class _StrictJsonRequest(Request):
+    refused: BodyRefused | None = None
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             try:
@@ -41,7 +51,8 @@ class _StrictJsonRequest(Request):
                 )
             except DocumentError as exc:
                 code = "bad_request" if exc.code == "malformed" else exc.code
-                raise BodyRefused(code, str(exc)) from exc
+                self.refused = BodyRefused(code, str(exc))
+                self._json = _Refused()
         return self._json
 
 
@@ -50,6 +61,12 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            return await handler(_StrictJsonRequest(request.scope, request.receive))
+            reading = _StrictJsonRequest(request.scope, request.receive)
+            try:
+                return await handler(reading)
+            except RequestValidationError:
+                if reading.refused is not None:
+                    raise reading.refused from None
+                raise
 
         return strict

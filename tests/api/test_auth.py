@@ -120,3 +120,33 @@ async def test_every_response_carries_a_request_id_for_the_logs(fleet: Fleet) ->
     assert offered.headers["X-Request-ID"] == "trace-42"
     fresh = await fleet.client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert len(fresh.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [(b"{not json", "bad_request"), (b'{"id": "a", "id": "b"}', "duplicate_key")],
+)
+async def test_the_caller_is_checked_before_the_body_is_judged(
+    fleet: Fleet, body: bytes, code: str
+) -> None:
+    """An unauthenticated client learns nothing about what the API would accept."""
+    json_type = {"Content-Type": "application/json"}
+    routes = [
+        (m, url) for m, url in _mutating(fleet) if m in ("POST", "PUT", "PATCH")
+    ]  # fmt: skip
+    assert len(routes) > 10
+    for method, url in routes:
+        anonymous = await fleet.client.request(method, url, content=body, headers=json_type)
+        assert (anonymous.status_code, problem_of(anonymous)["code"]) == (
+            401, "unauthenticated"
+        ), (method, url)  # fmt: skip
+        viewer = await fleet.client.request(
+            method, url, content=body, headers=json_type | fleet.auth(Role.VIEWER)
+        )
+        assert (viewer.status_code, problem_of(viewer)["code"]) == (403, "forbidden"), (
+            method, url, viewer.text
+        )  # fmt: skip
+    admin = await fleet.client.post(
+        f"{API}/devices", content=body, headers=json_type | fleet.auth(Role.ADMIN)
+    )
+    assert (admin.status_code, problem_of(admin)["code"]) == (400, code)
