@@ -56,6 +56,16 @@ class Metrics:
         self.outbox_pending = Gauge(
             "fleet_outbox_pending", "director manifests not yet acknowledged", registry=r
         )
+        self.broker_account_changes_pending = Gauge(
+            "fleet_broker_account_changes_pending",
+            "device broker login changes queued but not yet applied to the broker",
+            registry=r,
+        )
+        self.broker_account_changes_applied = Counter(
+            "fleet_broker_account_changes_applied",
+            "device broker login changes the broker confirmed",
+            registry=r,
+        )
         self.device_states = Counter(
             "fleet_device_status", "status reports accepted by state", ["state"], registry=r
         )

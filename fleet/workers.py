@@ -18,7 +18,11 @@ from datetime import datetime
 import structlog
 
 from fleet.observability import Metrics
-from fleet.services.broker_accounts import BrokerAccounts, sync_broker_accounts
+from fleet.services.broker_accounts import (
+    BrokerAccounts,
+    pending_broker_account_changes,
+    sync_broker_accounts,
+)
 from fleet.services.delivery import DesiredStatePublisher, publish_pending
 from fleet.services.presence import record_presence
 from fleet.services.status import IncomingMessage, ingest_status_batch
@@ -292,7 +296,15 @@ class BrokerAccountSync(_OutboxWorker):
         self._new_uow = new_uow
         self._accounts = accounts
         self._clock = clock
+        self._metrics = metrics
 
     def _step(self) -> None:
-        if sync_broker_accounts(self._new_uow(), self._accounts, now=self._clock) == 0:
+        # Counted before the sync, which raises while the broker is away: a gauge that
+        # does not fall is how a stuck sync shows.
+        pending = pending_broker_account_changes(self._new_uow())
+        self._metrics.broker_account_changes_pending.set(pending)
+        if pending == 0:
             self._idle()
+            return
+        applied = sync_broker_accounts(self._new_uow(), self._accounts, now=self._clock)
+        self._metrics.broker_account_changes_applied.inc(applied)

@@ -29,6 +29,7 @@ __all__ = [
     "BrokerLogin",
     "enrolled_device",
     "issue_broker_login",
+    "pending_broker_account_changes",
     "queue_broker_logins",
     "sync_broker_accounts",
 ]
@@ -90,9 +91,13 @@ def issue_broker_login(
 
 
 def sync_broker_accounts(
-    uow: UnitOfWork, accounts: BrokerAccounts, *, now: Callable[[], datetime], limit: int = 500
+    uow: UnitOfWork, accounts: BrokerAccounts, *, now: Callable[[], datetime], limit: int = 100
 ) -> int:
-    """Apply the oldest queued login changes to the broker; how many were applied."""
+    """Apply the oldest queued login changes to the broker; how many were applied.
+
+    A hundred at a time: the rows stay locked until the broker has confirmed them, and
+    Mosquitto's plugin slows as logins grow (113 ms per new login at 2,900, measured),
+    so a bulk enrollment goes through in transactions of seconds, not minutes."""
     with uow:
         changes = uow.broker_accounts.pending(limit=limit)
         if not changes:
@@ -101,6 +106,11 @@ def sync_broker_accounts(
         uow.broker_accounts.mark_applied([c.id for c in changes], at=now())
         uow.commit()
     return len(changes)
+
+
+def pending_broker_account_changes(uow: UnitOfWork) -> int:
+    with uow:
+        return uow.broker_accounts.count_pending()
 
 
 def enrolled_device(uow: UnitOfWork, device_id: str) -> Device:

@@ -36,6 +36,7 @@ __all__ = [
     "CONTROL_TOPIC",
     "SERVER_ROLE",
     "DynsecAccounts",
+    "command_batches",
     "device_role",
     "initial_config",
 ]
@@ -47,6 +48,13 @@ SERVER_ROLE = "tinyfleet-server"
 # What mosquitto_ctrl uses for new clients; the server's login is checked once per
 # connection, so it can afford more.
 SERVER_PASSWORD_ITERATIONS = 10_000
+# The largest control message sent: a quarter of the 128 KiB ``max_packet_size`` the
+# shipped broker configs set, since Mosquitto drops the connection of a client whose
+# packet is over its limit, and an account sync would then never get through.
+MAX_MESSAGE_BYTES = 32 * 1024
+# And at most this many commands per message, so each is answered well within the
+# timeout: the plugin slows as logins grow (113 ms per new login at 2,900, measured).
+MAX_MESSAGE_COMMANDS = 20
 # Errors that mean the change is already in place (a retried or replayed change).
 _ALREADY = {
     ("createRole", "Role already exists"),
@@ -109,10 +117,20 @@ def _existing_login_commands(change: BrokerAccountChange) -> list[dict[str, Any]
 class DynsecAccounts:
     """``fleet.services.broker_accounts.BrokerAccounts`` over the control topic."""
 
-    def __init__(self, endpoint: MqttEndpoint, *, client_id: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        *,
+        client_id: str,
+        timeout: float = 10.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_message_commands: int = MAX_MESSAGE_COMMANDS,
+    ) -> None:
         self._mqtt = ServerMqtt(endpoint, client_id=client_id, on_message=self._on_response)
         self._mqtt.subscribe(RESPONSE_TOPIC)
         self._timeout = timeout
+        self._max_message_bytes = max_message_bytes
+        self._max_message_commands = max_message_commands
         # request id → (answered, answers by correlation data, how many are expected)
         self._waiting: dict[str, tuple[threading.Event, dict[str, dict[str, Any]], int]] = {}
         self._lock = threading.Lock()
@@ -156,7 +174,17 @@ class DynsecAccounts:
         return foreign
 
     def _send(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send the commands in one message; their answers, in the same order."""
+        """Send the commands, in order, in messages within the size and count limits;
+        their answers, in the same order."""
+        answers: list[dict[str, Any]] = []
+        batches = command_batches(
+            commands, max_bytes=self._max_message_bytes, max_count=self._max_message_commands
+        )
+        for batch in batches:
+            answers += self._send_one(batch)
+        return answers
+
+    def _send_one(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         request = str(uuid.uuid4())
         keyed = [c | {"correlationData": f"{request}:{i}"} for i, c in enumerate(commands)]
         done = threading.Event()
@@ -204,6 +232,32 @@ class DynsecAccounts:
                 answers.update((str(a["correlationData"]), a) for a in answered)
                 if len(answers) >= expected:
                     done.set()
+
+
+# Room for the correlation data ``_send_one`` adds to each command: a UUID, a colon and
+# an index, quoted, with its key.
+_CORRELATION_BYTES = len(', "correlationData": ""') + 36 + 1 + 10
+
+
+def command_batches(
+    commands: Sequence[dict[str, Any]], *, max_bytes: int, max_count: int
+) -> list[list[dict[str, Any]]]:
+    """The commands, in order, in runs of at most ``max_count`` whose control message
+    stays within ``max_bytes``. A command too large to fit alone is an error, not a
+    message the broker would drop."""
+    envelope = len(json.dumps({"commands": []}))
+    batches: list[list[dict[str, Any]]] = []
+    size = envelope
+    for command in commands:
+        cost = len(json.dumps(command)) + _CORRELATION_BYTES + 2  # ", " between commands
+        if envelope + cost > max_bytes:
+            raise ValueError(f"a {command['command']} command is larger than {max_bytes} bytes")
+        if not batches or size + cost > max_bytes or len(batches[-1]) >= max_count:
+            batches.append([])
+            size = envelope
+        batches[-1].append(command)
+        size += cost
+    return batches
 
 
 def initial_config(server_username: str, server_password: str) -> dict[str, Any]:

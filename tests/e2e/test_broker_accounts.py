@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -259,6 +260,26 @@ def test_a_rollout_completes_on_fifty_devices_with_provisioned_logins(
         ), admin.rollout("provisioned")
 
 
+def test_a_bulk_enrollment_of_three_hundred_devices_gets_every_login(
+    server: LocalServer, dynsec_broker: Broker, tmp_path: Path
+) -> None:
+    """300 new logins are 600 dynsec commands, about 190 kB in one message: over the
+    shipped 128 KiB ``max_packet_size``, which makes the broker drop the server's
+    connection. The server must cut them into messages the broker takes."""
+    keys = tmp_path / "devices"
+    make_device_keys(keys, 300)
+    with AdminClient(server.base_url, server.admin_token) as admin:
+        started = time.monotonic()
+        passwords = _enroll(admin, keys)
+        first, *_, last = sorted(passwords)
+        assert eventually(lambda: _dynsec_client(dynsec_broker, last) == "enabled", timeout=60), (
+            "the last device's login never reached the broker"
+        )
+        print(f"300 logins on the broker {time.monotonic() - started:.1f} s after enrolling")
+        for device_id in (first, last):
+            _wait_for_login(dynsec_broker, device_id, passwords[device_id])
+
+
 def test_account_changes_never_touch_a_login_that_is_not_a_devices(
     dynsec_broker: Broker,
 ) -> None:
@@ -305,12 +326,21 @@ def _dynsec_client(broker: Broker, username: str) -> str:
     try:
         control.client.subscribe("$CONTROL/dynamic-security/v1/response", qos=1)
         time.sleep(0.2)
-        command = {"commands": [{"command": "getClient", "username": username}]}
-        control.client.publish("$CONTROL/dynamic-security/v1", json.dumps(command), qos=1)
-        assert eventually(lambda: bool(control.received), timeout=5)
+        # The server's own answers arrive on the same topic: ours is the one marked so.
+        mark = "probe-" + secrets.token_hex(4)
+        command = {"command": "getClient", "username": username, "correlationData": mark}
+        control.client.publish(
+            "$CONTROL/dynamic-security/v1", json.dumps({"commands": [command]}), qos=1
+        )
+
+        def answers() -> list[dict[str, Any]]:
+            every = (r for _, p in control.received for r in json.loads(p)["responses"])
+            return [r for r in every if r.get("correlationData") == mark]
+
+        assert eventually(lambda: bool(answers()), timeout=5)
     finally:
         control.stop()
-    (response,) = json.loads(control.received[0][1])["responses"]
+    (response,) = answers()
     if response.get("error") == "Client not found":
         return "absent"
     return "disabled" if response["data"]["client"].get("disabled") else "enabled"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from fleet.domain.records import BrokerAccountChange
@@ -24,6 +24,14 @@ class SqlBrokerAccountOutbox(SqlRepository):
                 for d, a, p in changes
             ]
         )
+
+    def count_pending(self) -> int:
+        rows = self._session.exec(
+            select(func.count())
+            .select_from(BrokerAccountRow)
+            .where(col(BrokerAccountRow.applied_at).is_(None))
+        )
+        return int(rows.one())
 
     def pending(self, *, limit: int = 500) -> Sequence[BrokerAccountChange]:
         """The oldest changes not yet applied, locked against another replica's sync."""
