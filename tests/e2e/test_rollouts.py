@@ -145,7 +145,11 @@ def test_a_bad_release_is_caught_in_its_canary_and_a_good_one_survives_a_crash(
         started = time.monotonic()
         client.assign(base, ids)
         fleet = devices(Faults())
-        assert run_until(fleet, lambda v: v.healthy_on(base) == DEVICES, timeout=120)
+        # Convergence is what is checked here, not its speed (bench/ has that): the limit
+        # only has to end a run that stands still, on a CI machine as busy as it gets.
+        assert run_until(fleet, lambda v: v.healthy_on(base) == DEVICES, timeout=300), (
+            fleet.view.counts()
+        )
         # A rollout records what each device runs when it is created (what a rollback
         # returns to), so it must wait for the server, not only the devices, to know it:
         # a report still in the ingest queue would leave that device nothing to return to.
