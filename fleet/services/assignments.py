@@ -9,8 +9,9 @@ from fleet.domain.eligibility import below_minimum_firmware
 from fleet.domain.records import Device, DirectorRecord, Release
 from fleet.services.director import Director, DirectorDecision
 from fleet.services.errors import ClassMismatch, ConflictError, NotFoundError
+from fleet.services.releases import refuse_untrusted
 from fleet.store import UnitOfWork
-from schemas import Action, Calibration
+from schemas import Action, Calibration, RootMetadata
 
 __all__ = ["assign_release", "issue_directions"]
 
@@ -74,6 +75,7 @@ def assign_release(
     release_digest: str,
     device_ids: Sequence[str],
     *,
+    root: RootMetadata,
     actor: str,
     now: datetime,
     detach_from_rollouts: bool = False,
@@ -85,12 +87,15 @@ def assign_release(
     naming each device and its version). A device held by an active rollout is refused
     (409 ``device_in_rollout``, naming the rollout), so an assignment cannot go around a
     rollout's gates; with ``detach_from_rollouts`` it is taken out of that rollout first
-    (audited), and the rollout's counts and rollback leave it alone from then on.
+    (audited), and the rollout's counts and rollback leave it alone from then on. A
+    release whose signatures ``root`` no longer accepts is refused (409
+    ``release_untrusted``).
     """
     with uow:
         release = uow.releases.get(release_digest)
         if release is None:
             raise NotFoundError(f"release {release_digest} is not registered")
+        refuse_untrusted(release, root)
         devices = []
         for device_id in dict.fromkeys(device_ids):
             device = uow.devices.get(device_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fleet.domain.records import Release
-from fleet.services.errors import NotFoundError, ReleaseRejected
+from fleet.services.errors import ConflictError, NotFoundError, ReleaseRejected
 from fleet.services.release_fit import check_fit
 from fleet.store import BlobStore, UnitOfWork
 from schemas import DocumentError, Envelope, ReleaseManifest, Role, RootMetadata
@@ -13,7 +13,7 @@ from signer.acceptance import payload_digest
 from signer.errors import Refusal
 from signer.signing import decode_verified
 
-__all__ = ["parse_signed_release", "register_release"]
+__all__ = ["parse_signed_release", "refuse_untrusted", "register_release"]
 
 
 def parse_signed_release(data: bytes, root: RootMetadata) -> tuple[Envelope, ReleaseManifest]:
@@ -26,6 +26,23 @@ def parse_signed_release(data: bytes, root: RootMetadata) -> tuple[Envelope, Rel
     except Refusal as exc:
         raise ReleaseRejected(str(exc), code=exc.code) from exc
     return envelope, manifest
+
+
+def refuse_untrusted(release: Release, root: RootMetadata) -> None:
+    """Refuse to send a stored release that the current root no longer vouches for.
+
+    A release is verified when it is registered; a later root may revoke or rotate out
+    the keys that signed it. Devices would refuse it (``untrusted_key``), so sending it
+    could only fail a rollout in the field: 409 ``release_untrusted`` now, naming why.
+    """
+    try:
+        parse_signed_release(release.envelope_json.encode(), root)
+    except ReleaseRejected as exc:
+        raise ConflictError(
+            f"release {release.name} {release.version} no longer verifies under root "
+            f"v{root.version}: {exc}; sign a new version with the current release keys",
+            code="release_untrusted",
+        ) from exc
 
 
 def _check_artifacts(uow: UnitOfWork, manifest: ReleaseManifest) -> None:

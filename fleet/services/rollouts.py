@@ -31,8 +31,9 @@ from fleet.domain.rollout_plan import Gate, Plan, Target, WaveObservations, coho
 from fleet.services.assignments import issue_directions
 from fleet.services.director import Director
 from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
+from fleet.services.releases import refuse_untrusted
 from fleet.store import AlreadyExists, UnitOfWork
-from schemas import Action
+from schemas import Action, RootMetadata
 
 __all__ = [
     "ACTIONS",
@@ -84,6 +85,7 @@ def create_rollout(
     release_digest: str,
     plan: Plan,
     target: Target,
+    root: RootMetadata,
     actor: str,
     now: datetime,
     rollout_id: str | None = None,
@@ -93,12 +95,15 @@ def create_rollout(
     Devices already in an active rollout are left out (a device is in one at a time), and
     so are devices whose reported firmware is below the release's signed
     ``min_firmware_version``; the result says which. Revoked devices are never targeted.
+    A release whose signatures ``root`` no longer accepts is refused (409
+    ``release_untrusted``).
     """
     rollout_id = rollout_id or uuid.uuid4().hex
     with uow:
         release = uow.releases.get(release_digest)
         if release is None:
             raise NotFoundError(f"release {release_digest} is not registered")
+        refuse_untrusted(release, root)
         if target.device_class != release.device_class:
             raise InvalidInput(
                 f"release {release.name} {release.version} is for {release.device_class!r}, "

@@ -99,12 +99,12 @@ def build_context(
     engine: Engine, blob_dir: Path, sim: RepositorySimulator, *, now: datetime, queued: list[int]
 ) -> ApiContext:
     sessions = make_session_factory(engine)
-    root = decode_payload(sim.roots[-1], RootMetadata)
     return ApiContext(
         new_uow=lambda: SqlUnitOfWork(sessions),
         blobs=BlobStore(blob_dir),
         director=Director(key=sim.keys("director-1"), ttl=timedelta(hours=1)),
-        root=lambda: root,
+        # The newest root, as the server's root store gives: a test may publish another.
+        root=lambda: decode_payload(sim.roots[-1], RootMetadata),
         roots=lambda: tuple(sim.roots),
         clock=lambda: now,
         metrics=Metrics(),

@@ -9,7 +9,7 @@ import httpx
 
 from fleet.api.routes.calibration import MAX_CALIBRATION_BYTES
 from fleet.domain.records import Role
-from schemas import DirectorManifest, Envelope, decode_payload
+from schemas import DirectorManifest, Envelope, ReleaseManifest, decode_payload
 from tests.api.support import API, DEVICE_CLASS, Fleet, device_entry, problem_of
 
 CALIBRATION = b'{"gain": 1.02, "offset": -3}'
@@ -167,3 +167,38 @@ async def test_a_device_in_a_running_rollout_is_not_assigned_around_it(fleet: Fl
     assert again.status_code == 200
     still_held = await _assign(fleet, hotfix, "dev-00002")
     assert still_held.status_code == 409
+
+
+async def test_a_release_whose_signing_key_was_revoked_since_is_not_sent(fleet: Fleet) -> None:
+    """Registration verified it; a later root revoked one of its two signers. Devices
+    would refuse it, so neither an assignment nor a rollout may send it."""
+    await fleet.create_class()
+    assert (await fleet.enroll("dev-00001")).status_code == 201
+    _, revoked = await fleet.released("1.0.0")  # signed by release-1 and release-2
+    later = fleet.sim.sign_release(fleet.sim.release("1.0.1"), ["release-2", "release-3"])
+    await fleet.upload_components(decode_payload(later, ReleaseManifest))
+    registered = await fleet.register(later)
+    assert registered.status_code == 201, registered.text
+    fleet.sim.rotate_root(release=["release-2", "release-3", "release-4"])
+
+    refused = await _assign(fleet, revoked, "dev-00001")
+    assert refused.status_code == 409, refused.text
+    problem = problem_of(refused)
+    assert problem["code"] == "release_untrusted"
+    assert "no longer verifies under root v2" in problem["detail"]
+    rollout = await fleet.client.post(
+        f"{API}/rollouts",
+        json={
+            "release_digest": revoked,
+            "plan": {"waves": [{"percent": 100}]},
+            "target": {"device_class": DEVICE_CLASS},
+        },
+        headers=fleet.auth(Role.OPERATOR),
+    )
+    assert (rollout.status_code, problem_of(rollout)["code"]) == (409, "release_untrusted")
+    undirected = await fleet.client.get(
+        f"{API}/devices/dev-00001/director", headers=fleet.auth(Role.VIEWER)
+    )
+    assert undirected.status_code == 404, undirected.text  # nothing was signed for it
+    # The positive control: a release its current keys vouch for is sent.
+    assert (await _assign(fleet, registered.json()["digest"], "dev-00001")).status_code == 200

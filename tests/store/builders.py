@@ -9,7 +9,7 @@ from typing import Any
 
 from fleet.domain.records import Device, DeviceClass, DirectorRecord, Release
 from fleet.store.uow import UnitOfWork
-from schemas import Action, Component, ComponentKind, ReleaseManifest
+from schemas import Action, Component, ComponentKind, ReleaseManifest, Role, RoleKeys, RootMetadata
 from signer.keys import SigningKey
 from signer.signing import sign_model
 
@@ -21,6 +21,17 @@ _THROWAWAY_KEY = SigningKey.generate()
 
 def digest(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()
+
+
+def trusting_root() -> RootMetadata:
+    """A root whose one key holds every role, so it vouches for ``release()``'s."""
+    key = _THROWAWAY_KEY.public
+    return RootMetadata(
+        version=1,
+        expires=NOW + timedelta(days=365),
+        keys={key.keyid: key},
+        roles={role: RoleKeys(keyids=(key.keyid,), threshold=1) for role in Role},
+    )
 
 
 def device_class(name: str = CLASS, **changes: Any) -> DeviceClass:

@@ -23,7 +23,7 @@ from fleet.services.rollouts import create_rollout
 from fleet.store import AlreadyExists
 from fleet.store.db import make_session_factory
 from fleet.store.uow import SqlUnitOfWork
-from tests.store.builders import CLASS, NOW, device, device_class, release
+from tests.store.builders import CLASS, NOW, device, device_class, release, trusting_root
 
 PLAN = Plan(waves=(Wave(percent=100),))
 FLEET = [f"dev-{n:02}" for n in range(40)]
@@ -114,6 +114,7 @@ def test_concurrent_rollout_creations_on_postgres_never_share_a_device(
                 release_digest=digest,
                 plan=PLAN,
                 target=Target(CLASS),
+                root=trusting_root(),
                 actor="test",
                 now=NOW,
                 rollout_id=f"concurrent-{n}",

@@ -27,13 +27,16 @@ def assign(
     Refused with 404 if the release or a device is unknown, and 422
     `device_class_mismatch` if a device is of another class than the release; 409
     `device_in_rollout` (naming each device's rollout) if a device is held by an active
-    rollout, unless `detach_from_rollouts` takes it out of that rollout.
+    rollout, unless `detach_from_rollouts` takes it out of that rollout; 409
+    `release_untrusted` if the release's signatures no longer verify under the current
+    root (a release key revoked since it was registered).
     """
     records = assign_release(
         context.new_uow(),
         context.director,
         digest,
         body.device_ids,
+        root=context.root(),
         actor=caller.name,
         now=context.clock(),
         detach_from_rollouts=body.detach_from_rollouts,

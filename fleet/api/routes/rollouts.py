@@ -39,7 +39,8 @@ def create(body: RolloutCreate, context: ContextDep, caller: OperatorDep) -> Rol
     """Snapshot the targeted devices and wait for `approve`. 422 `invalid_plan` for a
     plan whose waves shrink or mix percents and counts. Devices in another active rollout,
     or whose reported firmware is below the release's signed `min_firmware_version`, are
-    left out, and `left_out` names them."""
+    left out, and `left_out` names them. 409 `release_untrusted` if the release's
+    signatures no longer verify under the current root."""
     try:
         plan = body.plan.to_domain()
     except PlanError as exc:
@@ -49,6 +50,7 @@ def create(body: RolloutCreate, context: ContextDep, caller: OperatorDep) -> Rol
         release_digest=body.release_digest,
         plan=plan,
         target=body.target.to_domain(),
+        root=context.root(),
         actor=caller.name,
         now=context.clock(),
         rollout_id=body.id,
