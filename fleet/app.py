@@ -180,7 +180,11 @@ def _load_roots(settings: Settings) -> RootStore:
 
 def _mqtt_endpoint(settings: Settings) -> tuple[MqttEndpoint, int | None]:
     if settings.mqtt_url:
-        return MqttEndpoint.parse(settings.mqtt_url), None
+        ca_file = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+        try:
+            return MqttEndpoint.parse(settings.mqtt_url, ca_file=ca_file), None
+        except ValueError as exc:
+            raise ConfigurationError(f"FLEET_MQTT_URL: {exc}") from exc
     port = settings.embedded_mqtt_port or free_port()
     return MqttEndpoint("127.0.0.1", port, SERVER_USERNAME), port
 

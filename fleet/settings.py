@@ -25,7 +25,13 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite in the data dir"
     )
     mqtt_url: str | None = Field(
-        default=None, description="mqtt://user@host:port; default: start a local broker"
+        default=None,
+        description="mqtt://user@host:port, or mqtts:// for TLS; default: start a local broker",
+    )
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle an mqtts:// broker's certificate must chain to; "
+        "default: the system's trust store",
     )
     embedded_mqtt_port: int = Field(
         default=0, ge=0, le=65535, description="port of the self-started broker; 0 = free"

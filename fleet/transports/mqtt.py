@@ -7,6 +7,7 @@ here (``_mapped``).
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,15 +35,25 @@ class MqttEndpoint:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    # The CA bundle the broker's certificate must chain to; None: the system's.
+    ca_file: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> MqttEndpoint:
+    def parse(cls, url: str, *, ca_file: str | None = None) -> MqttEndpoint:
+        """``mqtt://`` (port 1883) or ``mqtts://`` (TLS, port 8883: the broker's
+        certificate is verified, host name included, against ``ca_file`` or the system's
+        trust store)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
         if not parts.hostname:
             raise ValueError(f"MQTT URL lacks a host: {url!r}")
-        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password)
+        tls = parts.scheme in ("mqtts", "ssl")
+        if ca_file is not None and not tls:
+            raise ValueError(f"a CA file is for mqtts:// URLs, got {url!r}")
+        port = parts.port or (8883 if tls else 1883)
+        return cls(parts.hostname, port, parts.username, parts.password, tls, ca_file)
 
 
 @contextmanager
@@ -83,6 +94,9 @@ class ServerMqtt:
         )
         if endpoint.username:
             self._client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            with _mapped("TLS setup"):
+                self._client.tls_set_context(ssl.create_default_context(cafile=endpoint.ca_file))
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._handle_connect
@@ -105,8 +119,15 @@ class ServerMqtt:
             self._client.loop_start()
         if not self._connected.wait(timeout):
             self.stop()
+            # paho keeps a failed handshake's reason to itself; say where to look.
+            tls = (
+                f" over TLS (is the broker's certificate for {self._endpoint.host!r}, "
+                "from a CA in FLEET_MQTT_CA_FILE or the system's trust store?)"
+                if self._endpoint.tls
+                else ""
+            )
             raise BrokerUnavailable(
-                f"no CONNACK from {self._endpoint.host}:{self._endpoint.port} in {timeout}s"
+                f"no CONNACK from {self._endpoint.host}:{self._endpoint.port}{tls} in {timeout}s"
             )
 
     def stop(self) -> None:
