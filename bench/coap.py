@@ -21,7 +21,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.arguments import size_argument
 from device_sim.coap_link import CoapArtifactFetcher, client_context
 from device_sim.flash import ArtifactRef
 from fleet.client import AdminClient
@@ -74,7 +74,7 @@ def _libcoap(local: LocalServer, sha256: str, workdir: Path) -> bytes:
 
 
 def main() -> None:
-    mebibytes = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
+    mebibytes = size_argument(__doc__, "mebibytes", float, 4.0)
     data = os.urandom(int(mebibytes * (1 << 20)))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.arguments import size_argument
 from device_sim.fleet import Endpoints, Fleet, load_enrollment
 from fleet.client import AdminClient
 from fleet.local_setup import ArtifactFile, create_trust, run_tool, running_server, sign_release
@@ -125,7 +125,7 @@ def delivery_rate(workdir: Path, mqtt_url: str, devices: int) -> tuple[float, fl
 
 
 def main() -> None:
-    devices = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    devices = size_argument(__doc__, "devices", int, 1000)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * devices + 256)), hard))
     with tempfile.TemporaryDirectory() as tmp, running_mosquitto(Path(tmp) / "broker") as broker:

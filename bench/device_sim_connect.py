@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.arguments import size_argument
 from device_sim.mqtt_link import DeviceLink, MqttHub
 from fleet.transports.embedded_broker import running_mosquitto
 
@@ -38,7 +38,7 @@ async def connect_fleet(host: str, port: int, count: int) -> None:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    count = size_argument(__doc__, "count", int, 1000)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * count + 256)), hard))
     with tempfile.TemporaryDirectory() as tmp, running_mosquitto(Path(tmp)) as broker:

@@ -12,7 +12,6 @@ system temp directory; a tmpfs such as /dev/shm removes the disk from the measur
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
 import tempfile
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import parser_for
 from device_sim.cli import app
 from device_sim.faults import Faults
 from device_sim.fleet import Endpoints, Fleet, load_enrollment
@@ -47,7 +47,7 @@ def _timeline(seen: dict[str, list[float]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = parser_for(__doc__)
     parser.add_argument("devices", type=int, nargs="?", default=50)
     parser.add_argument("faults", nargs="*")
     parser.add_argument("--state", default=None)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from bench.arguments import parser_for
 from fleet.domain.drift import (
     DEFAULT_WINDOWS,
     NoiseSetup,
@@ -324,6 +325,7 @@ def table(fleet: Fleet, gain_drift: float) -> list[Row]:
 
 
 def main() -> None:
+    parser_for(__doc__).parse_args()
     started = time.perf_counter()
     fleet = build_fleet(SEED, DEVICES, REFERENCE_SIZE, POOL_SIZE)
     main_rows = table(fleet, GAIN_DRIFT)

@@ -25,7 +25,6 @@ import multiprocessing
 import re
 import resource
 import secrets
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +39,7 @@ import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.arguments import size_argument
 from device_sim.telemetry import telemetry_topic, window_start
 from fleet.client import AdminClient
 from fleet.local_setup import create_trust, serve_in_process
@@ -226,7 +226,7 @@ def run(workdir: Path, devices: int) -> dict[str, float]:
 
 
 def main() -> None:
-    devices = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    devices = size_argument(__doc__, "devices", int, 10_000)
     with tempfile.TemporaryDirectory() as tmp:
         figures = run(Path(tmp), devices)
     bins = sum(HISTOGRAMS.values())
