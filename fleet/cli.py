@@ -94,6 +94,10 @@ def serve(
             port=port if port is not None else settings.http_port,
             log_level=log_level.lower(),
             timeout_graceful_shutdown=shutdown_seconds,
+            # Our JSON handler (configure_logging) instead of uvicorn's text formats; the
+            # API's own http_request line, with the request id, replaces the access log.
+            log_config=None,
+            access_log=False,
         )
     finally:
         server.stop(drain_timeout=drain_seconds)

@@ -17,13 +17,43 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["Metrics", "configure_logging"]
 
 
+_SHARED_PROCESSORS: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+# What Alembic says each time a migration context is opened: once per /readyz, since
+# readiness compares the schema's heads; its migration steps still show.
+_ALEMBIC_CHATTER = frozenset({"Context impl %s.", "Will assume %s DDL."})
+
+
+def _not_alembic_chatter(record: logging.LogRecord) -> bool:
+    return record.msg not in _ALEMBIC_CHATTER
+
+
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    """JSON lines on stderr, for structlog's loggers and the standard library's alike
+    (uvicorn, Alembic, aiocoap, paho), so a log shipper reads one format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    alembic = logging.getLogger("alembic.runtime.migration")
+    if _not_alembic_chatter not in alembic.filters:
+        alembic.addFilter(_not_alembic_chatter)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *_SHARED_PROCESSORS,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],

@@ -28,6 +28,8 @@ from fleet.ratelimit import ApiRates, RateLimiter
 __all__ = ["ApiRateLimit", "BodyLimit", "RequestIds", "RequestMetrics"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PROBE_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+_log = structlog.get_logger(__name__)
 
 
 class BodyLimit:
@@ -151,9 +153,20 @@ class RequestMetrics:
             # The router leaves the matched route in the scope; its template keeps the
             # label set small (one per endpoint, not one per device id).
             route = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.perf_counter() - started
             self.metrics.http_requests.labels(
                 method=scope["method"], route=route, status=str(status)
-            ).observe(time.perf_counter() - started)
+            ).observe(seconds)
+            # Probes and scrapes come every few seconds: only at debug.
+            log = _log.debug if route in _PROBE_ROUTES else _log.info
+            log(
+                "http_request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                ms=round(seconds * 1000, 1),
+            )
 
 
 class RequestIds:

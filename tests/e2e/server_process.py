@@ -26,6 +26,7 @@ class ServerProcess:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)  # more FLEET_* settings
+    log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -54,7 +55,7 @@ class ServerProcess:
             env["FLEET_DATABASE_URL"] = self.database_url
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", "serve", "--log-level", "WARNING"],
+                [sys.executable, "-m", "fleet.cli", "serve", "--log-level", self.log_level],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
