@@ -73,6 +73,7 @@ def served(
     engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.VIEWER], ids=lambda r: r.value)
 def test_every_generated_request_is_answered_as_documented(
     served: Served, role: Role, tmp_path: Path
