@@ -99,6 +99,11 @@ class Metrics:
         self.device_states = Counter(
             "fleet_device_status", "status reports accepted by state", ["state"], registry=r
         )
+        self.status_reports_late = Counter(
+            "fleet_status_reports_late",
+            "status reports recorded in the history after a later report of the same device",
+            registry=r,
+        )
         self.coap_requests = Counter(
             "fleet_coap_requests", "CoAP requests by first path segment", ["resource"], registry=r
         )

@@ -265,6 +265,8 @@ class DeviceInbox(_Worker):
         for outcome in outcomes:
             if outcome.accepted and outcome.report is not None:
                 self._metrics.device_states.labels(state=outcome.report.state.value).inc()
+                if outcome.late:
+                    self._metrics.status_reports_late.inc()
             else:
                 self._metrics.device_messages_dropped.labels(
                     kind="status", reason=outcome.reason or "unknown"

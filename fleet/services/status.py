@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet.domain.records import InstalledComponent, StatusEvent
+from fleet.domain.replay_window import lowest_refused
 from fleet.services.device_auth import DeviceMessageRefused, verify_device_message
-from fleet.store import UnitOfWork
+from fleet.store import AlreadyExists, UnitOfWork
 from schemas import DocumentError, PublicKey, StatusReport
 
 __all__ = ["IncomingMessage", "StatusOutcome", "ingest_status_batch"]
@@ -31,6 +32,7 @@ class StatusOutcome:
     accepted: bool
     reason: str | None = None  # a stable code when refused
     report: StatusReport | None = None
+    late: bool = False  # recorded in the history, but a later report holds the state
 
 
 def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
@@ -44,12 +46,28 @@ def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
             message.payload,
             device_id=device.id,
             key=PublicKey(public=device.public_key_hex),
-            last_counter=device.status_counter,
+            last_counter=lowest_refused(device.status_counter),
             model=StatusReport,
         )
     except (DeviceMessageRefused, DocumentError) as exc:
         return StatusOutcome(device.id, False, exc.code)
-    recorded = uow.devices.update_reported(
+    try:
+        uow.status_events.append(
+            StatusEvent(
+                device_id=device.id,
+                counter=report.counter,
+                state=report.state,
+                received_at=message.received_at,
+                release_digest=report.release_digest,
+                error_code=report.error_code,
+                detail=report.detail,
+            )
+        )
+    except AlreadyExists:
+        return StatusOutcome(device.id, False, "replayed")
+    # The history takes a late report; the device's state is its newest report's. The
+    # counter check inside the update keeps that true against a concurrent replica.
+    current = uow.devices.update_reported(
         device.id,
         counter=report.counter,
         seen_at=message.received_at,
@@ -59,19 +77,8 @@ def _judge(uow: UnitOfWork, message: IncomingMessage) -> StatusOutcome:
             InstalledComponent(c.kind, c.version, c.security_version) for c in report.components
         ],
     )
-    if not recorded:
-        return StatusOutcome(device.id, False, "replayed")
-    uow.status_events.append(
-        StatusEvent(
-            device_id=device.id,
-            counter=report.counter,
-            state=report.state,
-            received_at=message.received_at,
-            release_digest=report.release_digest,
-            error_code=report.error_code,
-            detail=report.detail,
-        )
-    )
+    if not current:
+        return StatusOutcome(device.id, True, report=report, late=True)
     return StatusOutcome(device.id, True, report=report)
 
 
@@ -83,8 +90,11 @@ def ingest_status_batch(
     Device rows are updated in device-id order (a stable sort: one device's messages keep
     their arrival order), the order every other batch writer takes them in, so two
     replicas ingesting overlapping batches queue on each other instead of deadlocking.
+    The rows are locked before any history is written, since a late report writes the
+    history without updating its row.
     """
     with uow:
+        uow.devices.lock(m.device_id for m in messages)
         outcomes = [_judge(uow, m) for m in sorted(messages, key=lambda m: m.device_id)]
         uow.commit()
     return outcomes

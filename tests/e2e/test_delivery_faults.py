@@ -125,8 +125,11 @@ def test_corruption_power_cuts_and_forged_status_leave_devices_on_a_working_slot
             k: before[k] for k in ("state", "running_release", "components")
         }
 
+        # A counter the history already holds, signed with the device's own key: what a
+        # replay of one of its earlier reports looks like to the server.
         genuine_key = load_signing_key(keys / f"{victim}.key")
-        replayed = forged.model_copy(update={"counter": 0})
+        recorded = client.history(victim)[-1]["counter"]
+        replayed = forged.model_copy(update={"counter": recorded})
         dropped_before = _dropped(local, "replayed")
         _published_status(mosquitto, victim, sign_model(replayed, [genuine_key]).to_bytes())
         assert eventually(lambda: _dropped(local, "replayed") == dropped_before + 1, timeout=10)

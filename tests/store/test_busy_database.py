@@ -86,8 +86,8 @@ def test_overlapping_batches_from_two_replicas_do_not_deadlock(postgres_engine: 
         thread.join(timeout=60)
 
     assert raised == []
-    # Every counter-2 report is newer; a counter-1 report that lost the race is a replay.
-    assert sum(accepted) >= DEVICES
+    # A counter-1 report that lost the race to counter 2 is late, and still recorded.
+    assert sum(accepted) == 2 * DEVICES
     assert status_events(postgres_engine) == sum(accepted)
 
 

@@ -51,6 +51,16 @@ class SqlDeviceRepository(SqlRepository):
         row = self._session.get(DeviceRow, device_id)
         return None if row is None else self._with_tags([row])[0]
 
+    def lock(self, device_ids: Iterable[str]) -> None:
+        for chunk in chunked(sorted(set(device_ids))):
+            query = (
+                select(DeviceRow.id)
+                .where(col(DeviceRow.id).in_(chunk))
+                .order_by(col(DeviceRow.id))
+                .with_for_update()
+            )
+            self._session.exec(query).all()
+
     def signers(self, device_ids: Iterable[str]) -> dict[str, DeviceSigner]:
         """Key, class and last counter of each enrolled device among ``device_ids``:
         one query per 500 ids, for checking a batch of signed messages."""
