@@ -23,7 +23,7 @@ from fleet.services.broker_accounts import (
     pending_broker_account_changes,
     sync_broker_accounts,
 )
-from fleet.services.delivery import DesiredStatePublisher, publish_pending
+from fleet.services.delivery import DesiredStatePublisher, pending_manifests, publish_pending
 from fleet.services.presence import record_presence
 from fleet.services.status import IncomingMessage, ingest_status_batch
 from fleet.services.telemetry import TelemetryIngest
@@ -137,6 +137,9 @@ class OutboxPump(_OutboxWorker):
         return published
 
     def _step(self) -> None:
+        # Counted before publishing, which raises while the broker is away: a gauge
+        # that does not fall is how a stuck pump shows.
+        self._metrics.outbox_pending.set(pending_manifests(self._new_uow()))
         published = publish_pending(
             self._new_uow(), self._publisher, roots=self._roots(), now=self._clock
         )

@@ -16,7 +16,7 @@ from fleet.services.director import delivery_bytes
 from fleet.store import UnitOfWork
 from schemas import Envelope
 
-__all__ = ["DesiredStatePublisher", "desired_topic", "publish_pending"]
+__all__ = ["DesiredStatePublisher", "desired_topic", "pending_manifests", "publish_pending"]
 
 
 def desired_topic(device_id: str) -> str:
@@ -40,6 +40,12 @@ def _newest_per_device(records: Sequence[DirectorRecord]) -> dict[str, DirectorR
         if current is None or record.sequence > current.sequence:
             newest[record.device_id] = record
     return newest
+
+
+def pending_manifests(uow: UnitOfWork) -> int:
+    """Director manifests the broker has not acknowledged yet, every replica's."""
+    with uow:
+        return uow.director.count_unpublished()
 
 
 def publish_pending(

@@ -8,12 +8,12 @@ so a report can be committed after a later one. Before the replay window
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -30,6 +30,7 @@ from tests.e2e.fleet_run import (
     run_until,
 )
 from tests.e2e.server_process import ServerProcess
+from tests.e2e.telemetry_field import metric
 from tests.e2e.test_mqtt_delivery import register_signed_release
 from tests.support.postgres import throwaway_database
 
@@ -44,10 +45,8 @@ def database_url() -> Iterator[str]:
 
 
 def _dropped_as_replayed(replica: ServerProcess) -> float:
-    metrics = httpx.get(f"{replica.base_url}/metrics", timeout=5).text
     label = 'fleet_device_messages_dropped_total{kind="status",reason="replayed"}'
-    lines = [line for line in metrics.splitlines() if line.startswith(label)]
-    return float(lines[0].split()[-1]) if lines else 0.0
+    return metric(replica.base_url, re.escape(label))
 
 
 def _recorded_reports(database_url: str) -> set[tuple[str, int]]:

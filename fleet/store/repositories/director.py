@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from fleet.domain.records import DirectorRecord
@@ -54,6 +54,14 @@ class SqlDirectorOutbox(SqlRepository):
             .with_for_update(skip_locked=True)
         )
         return [_record(row) for row in rows]
+
+    def count_unpublished(self) -> int:
+        rows = self._session.exec(
+            select(func.count())
+            .select_from(DirectorRow)
+            .where(col(DirectorRow.published_at).is_(None))
+        )
+        return int(rows.one())
 
     def mark_published(self, device_id: str, sequence: int, *, at: datetime) -> None:
         result = self._session.exec(
