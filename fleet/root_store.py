@@ -69,14 +69,34 @@ class RootStore:
         except DocumentError as exc:
             raise RootStoreError(f"not a root envelope: {exc}") from exc
         if self._chain and candidate.version <= self.trusted().version:
-            held = self._chain[candidate.version - 1][0]
-            if held.payload != envelope.payload:
-                raise RootStoreError(f"root v{candidate.version} is held with other content")
+            self._check_held(candidate.version, envelope)
             return candidate
         root = self._admit(envelope)
         self._directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(self._directory / f"{root.version}.root.json", envelope.to_bytes())
         return root
+
+    def _check_held(self, version: int, envelope: Envelope) -> None:
+        """An older or equal version is taken only as the very bytes already held."""
+        oldest = self._chain[0][1].version
+        if version < oldest:
+            # The chain was started from a later root (its files lost or never copied):
+            # the versions below cannot be linked in without the ones in between.
+            raise RootStoreError(
+                f"root v{version} is older than the oldest root this server holds "
+                f"(v{oldest}, in {self._directory}); devices pinned below v{oldest} cannot "
+                f"reach v{self.trusted().version}: stop the server, put every archived "
+                f"version v1..v{self.trusted().version} there as N.root.json and start "
+                "again (docs/operations.md, 3.6)"
+            )
+        held = self._chain[version - oldest][0]
+        if held.payload != envelope.payload:
+            raise RootStoreError(
+                f"root v{version} differs from the v{version} this server holds "
+                f"(in {self._directory}); a version is signed once, so a new root must "
+                f"be v{self.trusted().version + 1}, signed by v{self.trusted().version}'s "
+                "root keys"
+            )
 
     def _admit(self, envelope: Envelope) -> RootMetadata:
         try:
