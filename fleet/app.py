@@ -341,6 +341,7 @@ def build_server(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
             clock=clock,
             on_directions_queued=pump.wake,
             metrics=metrics,
+            root=roots.trusted,
             extra_gates=drift_gates() if settings.telemetry_drift_gate else None,
         ),
     )

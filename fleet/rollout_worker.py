@@ -20,6 +20,7 @@ from fleet.services.rollouts import ExtraGates, tick_rollouts
 from fleet.store import UnitOfWork
 from fleet.store.leases import EngineLease
 from fleet.workers import _Worker
+from schemas import RootMetadata
 
 __all__ = ["RolloutEngine"]
 
@@ -38,6 +39,7 @@ class RolloutEngine(_Worker):
         clock: Callable[[], datetime],
         on_directions_queued: Callable[[], None],
         metrics: Metrics,
+        root: Callable[[], RootMetadata],
         interval: float = 0.5,
         extra_gates: ExtraGates | None = None,
     ) -> None:
@@ -49,6 +51,7 @@ class RolloutEngine(_Worker):
         self._on_queued = on_directions_queued
         self._interval = interval
         self._extra_gates = extra_gates
+        self._root = root
         self._leading = False
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -62,7 +65,11 @@ class RolloutEngine(_Worker):
             self._leading = leading
         if leading:
             queued = tick_rollouts(
-                self._new_uow, self._director, now=self._clock, extra_gates=self._extra_gates
+                self._new_uow,
+                self._director,
+                now=self._clock,
+                root=self._root,
+                extra_gates=self._extra_gates,
             )
             if queued:
                 self._on_queued()

@@ -13,7 +13,7 @@ from signer.acceptance import payload_digest
 from signer.errors import Refusal
 from signer.signing import decode_verified
 
-__all__ = ["parse_signed_release", "refuse_untrusted", "register_release"]
+__all__ = ["parse_signed_release", "refuse_untrusted", "register_release", "untrusted_reason"]
 
 
 def parse_signed_release(data: bytes, root: RootMetadata) -> tuple[Envelope, ReleaseManifest]:
@@ -28,21 +28,28 @@ def parse_signed_release(data: bytes, root: RootMetadata) -> tuple[Envelope, Rel
     return envelope, manifest
 
 
-def refuse_untrusted(release: Release, root: RootMetadata) -> None:
-    """Refuse to send a stored release that the current root no longer vouches for.
+def untrusted_reason(release: Release, root: RootMetadata) -> str | None:
+    """Why the current root no longer vouches for a stored release; None if it does.
 
     A release is verified when it is registered; a later root may revoke or rotate out
-    the keys that signed it. Devices would refuse it (``untrusted_key``), so sending it
-    could only fail a rollout in the field: 409 ``release_untrusted`` now, naming why.
+    the keys that signed it. Devices would refuse it (``untrusted_key``).
     """
     try:
         parse_signed_release(release.envelope_json.encode(), root)
     except ReleaseRejected as exc:
-        raise ConflictError(
+        return (
             f"release {release.name} {release.version} no longer verifies under root "
-            f"v{root.version}: {exc}; sign a new version with the current release keys",
-            code="release_untrusted",
-        ) from exc
+            f"v{root.version}: {exc}; sign a new version with the current release keys"
+        )
+    return None
+
+
+def refuse_untrusted(release: Release, root: RootMetadata) -> None:
+    """Refuse to send a stored release the current root no longer vouches for: sending
+    it could only fail a rollout in the field, so 409 ``release_untrusted`` now."""
+    reason = untrusted_reason(release, root)
+    if reason is not None:
+        raise ConflictError(reason, code="release_untrusted")
 
 
 def _check_artifacts(uow: UnitOfWork, manifest: ReleaseManifest) -> None:

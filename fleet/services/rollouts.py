@@ -31,7 +31,7 @@ from fleet.domain.rollout_plan import Gate, Plan, Target, WaveObservations, coho
 from fleet.services.assignments import issue_directions
 from fleet.services.director import Director
 from fleet.services.errors import ConflictError, InvalidInput, NotFoundError
-from fleet.services.releases import refuse_untrusted
+from fleet.services.releases import refuse_untrusted, untrusted_reason
 from fleet.store import AlreadyExists, UnitOfWork
 from schemas import Action, RootMetadata
 
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 ACTIONS = ("approve", "pause", "resume", "abort", "rollback")
+_SENDING = frozenset({"approve", "resume"})  # the actions after which waves go out
 ROLLBACK_DIRECTED = "directed"
 
 
@@ -208,14 +209,19 @@ def act_on_rollout(
     *,
     actor: str,
     now: datetime,
+    root: RootMetadata,
 ) -> Rollout:
-    """An operator action; refused with ``invalid_transition`` if the state forbids it."""
+    """An operator action; refused with ``invalid_transition`` if the state forbids it,
+    and approving or resuming with ``release_untrusted`` if the release's keys were
+    revoked since the rollout was created."""
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     with uow:
         rollout = uow.rollouts.get(rollout_id, for_update=True)
         if rollout is None:
             raise NotFoundError(f"no rollout {rollout_id}")
+        if action in _SENDING and not rollout.terminal:
+            refuse_untrusted(_release(uow, rollout.release_digest), root)
         transition: Callable[..., tuple[Rollout, list[RolloutEvent]]] = getattr(rollout, action)
         try:
             after, events = transition(now=now, actor=actor)
@@ -254,9 +260,14 @@ def tick_rollouts(
     director: Director,
     *,
     now: Callable[[], datetime],
+    root: Callable[[], RootMetadata],
     extra_gates: ExtraGates | None = None,
 ) -> int:
-    """One engine pass over running rollouts; returns how many manifests were queued."""
+    """One engine pass over running rollouts; returns how many manifests were queued.
+
+    A wave about to start is held instead (paused, ``release_untrusted: …``) when the
+    current root no longer vouches for the release: its devices would refuse it.
+    """
     with new_uow() as uow:
         running = [r.id for r in uow.rollouts.find(statuses=[RolloutStatus.RUNNING])]
     queued = 0
@@ -271,6 +282,12 @@ def tick_rollouts(
             after, events = rollout.tick(observe(uow, rollout), now=at)
             if not events:
                 continue
+            if any(e.kind is EventKind.WAVE_STARTED for e in events):
+                reason = untrusted_reason(_release(uow, rollout.release_digest), root())
+                if reason is not None:
+                    after, events = rollout.pause(
+                        now=at, actor="engine", reason=f"release_untrusted: {reason}"
+                    )
             queued += _record(uow, director, after, events, now=at)
             uow.commit()
     return queued

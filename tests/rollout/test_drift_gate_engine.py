@@ -79,6 +79,7 @@ async def _rollout_with_telemetry(
         fleet.context.new_uow,
         fleet.context.director,
         now=lambda: at,
+        root=fleet.context.root,
         extra_gates=drift_gates(),
     )
     return await _show(fleet, rollout_id), new, old

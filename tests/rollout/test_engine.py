@@ -98,7 +98,14 @@ def _directions(fleet: Fleet, device_id: str) -> list[tuple[str, Action, int | N
 
 
 def _tick(fleet: Fleet, at: datetime) -> int:
-    return tick_rollouts(fleet.context.new_uow, fleet.context.director, now=lambda: at)
+    return tick_rollouts(
+        fleet.context.new_uow, fleet.context.director, now=lambda: at, root=fleet.context.root
+    )
+
+
+def _revoke_the_release_key(fleet: Fleet) -> None:
+    """A new root drops release-1, one of the two keys every test release is signed with."""
+    fleet.sim.rotate_root(release=["release-2", "release-3", "release-4"])
 
 
 def _wave_devices(fleet: Fleet, new: str) -> list[str]:
@@ -146,6 +153,41 @@ async def test_a_failing_wave_rolls_its_devices_back_and_no_one_else(fleet: Flee
         expected = [(old, Action.ROLLBACK, 0)] if device_id in wave else []
         assert _directions(fleet, device_id) == expected
     assert (await _act(fleet, rollout_id, "resume")).status_code == 409
+
+
+async def test_a_release_key_revoked_mid_rollout_holds_the_next_wave(fleet: Fleet) -> None:
+    _, new = await _setup(fleet)
+    rollout_id = await _create(fleet, new, plan(10, 50, 100))
+    await _act(fleet, rollout_id, "approve")
+    canary = _wave_devices(fleet, new)
+    report(fleet, canary, new, DeviceState.HEALTHY, START)
+    _revoke_the_release_key(fleet)
+
+    assert _tick(fleet, START + timedelta(seconds=SOAK)) == 0
+
+    body = await _show(fleet, rollout_id)
+    assert body["status"] == "paused"
+    paused = body["events"][-1]
+    assert paused["kind"] == "paused"
+    assert paused["detail"]["reason"].startswith("release_untrusted: release kws 1.1.0")
+    assert _wave_devices(fleet, new) == canary  # no device of wave 2 was sent it
+    resumed = await _act(fleet, rollout_id, "resume")
+    assert (resumed.status_code, problem_of(resumed)["code"]) == (409, "release_untrusted")
+    assert (await _act(fleet, rollout_id, "abort")).status_code == 200
+
+
+async def test_a_rollout_whose_release_key_was_revoked_before_approval_is_not_approved(
+    fleet: Fleet,
+) -> None:
+    _, new = await _setup(fleet)
+    rollout_id = await _create(fleet, new, plan(10, 100))
+    _revoke_the_release_key(fleet)
+
+    approved = await _act(fleet, rollout_id, "approve")
+
+    assert (approved.status_code, problem_of(approved)["code"]) == (409, "release_untrusted")
+    assert (await _show(fleet, rollout_id))["status"] == "created"
+    assert _wave_devices(fleet, new) == []
 
 
 async def test_rollback_skips_a_device_whose_floor_is_above_the_old_release(

@@ -76,7 +76,9 @@ def act(
     rollout_id: RolloutId, action: Action, context: ContextDep, caller: OperatorDep
 ) -> RolloutPublic:
     """Approve, pause, resume, abort or roll back; 409 `invalid_transition` if the
-    rollout's state does not allow it (a finished rollout never changes)."""
+    rollout's state does not allow it (a finished rollout never changes), 409
+    `release_untrusted` on approve or resume if the current root no longer vouches
+    for the release."""
     rollout = act_on_rollout(
         context.new_uow(),
         context.director,
@@ -84,6 +86,7 @@ def act(
         action,
         actor=caller.name,
         now=context.clock(),
+        root=context.root(),
     )
     context.on_directions_queued()
     return RolloutPublic.from_domain(rollout)
