@@ -32,6 +32,8 @@ from device_sim.faults import FAULT_NAMES, Faults
 from device_sim.fleet import (
     BROKER_LOGINS,
     BROKER_LOGINS_FILE,
+    COAP_KEYS,
+    COAP_KEYS_FILE,
     ENROLLMENT,
     BrokerLoginEntry,
     Endpoints,
@@ -39,10 +41,12 @@ from device_sim.fleet import (
     Fleet,
     FleetView,
     load_enrollment,
+    require_coap_keys,
     with_coap_share,
 )
 from device_sim.wire import SERVER_API_PREFIX
 from schemas.common import DeviceId, Name
+from schemas.oscore import OscoreKeys
 from schemas.provisioning import ProvisioningBundle
 from signer.constraints import DeviceCapabilities
 from signer.errors import Refusal
@@ -136,6 +140,12 @@ def keys(
         stdout.print(Text(f"{devices} device keys and {enrollment} written"))
 
 
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data + b"\n")
+
+
 @app.command()
 def unpack(
     bundles: Annotated[
@@ -144,7 +154,8 @@ def unpack(
     out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the devices.")],
 ) -> None:
     """Turn provisioning bundles into a keys directory `fleet-sim run` starts: DIR/ID.key,
-    DIR/devices.json, DIR/broker-logins.json (0600) and DIR/root.json, the root to pin."""
+    DIR/devices.json, DIR/broker-logins.json and DIR/coap-keys.json (0600) and
+    DIR/root.json, the root to pin."""
     with _outcome():
         read = [(path, _read_bundle(path)) for path in bundles]
         roots = {b.root.payload for _, b in read}
@@ -154,6 +165,7 @@ def unpack(
             raise InputError(f"{out_dir / 'devices.json'} exists; refusing to overwrite it")
         out_dir.mkdir(parents=True, exist_ok=True)
         entries, logins = [], []
+        coap_keys: dict[str, OscoreKeys] = {}
         for path, bundle in read:
             if bundle.private_key_pem is None:
                 raise InputError(
@@ -178,10 +190,12 @@ def unpack(
                         password=bundle.broker.password,
                     )
                 )
+            if bundle.coap_keys is not None:
+                coap_keys[bundle.device_id] = bundle.coap_keys
         if logins:
-            fd = os.open(out_dir / BROKER_LOGINS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(BROKER_LOGINS.dump_json(logins, indent=2) + b"\n")
+            _write_secret(out_dir / BROKER_LOGINS_FILE, BROKER_LOGINS.dump_json(logins, indent=2))
+        if coap_keys:
+            _write_secret(out_dir / COAP_KEYS_FILE, COAP_KEYS.dump_json(coap_keys, indent=2))
         (out_dir / "root.json").write_bytes(read[0][1].root.to_bytes())
         (out_dir / "devices.json").write_bytes(ENROLLMENT.dump_json(entries, indent=2) + b"\n")
         first = read[0][1]
@@ -358,6 +372,7 @@ def run(
         if devices is not None and devices > len(specs):
             raise InputError(f"--devices {devices}: {keys_dir} enrolls only {len(specs)}")
         specs = with_coap_share(specs[:devices], coap_share)
+        require_coap_keys(specs)
         host, port = _mqtt_endpoint(mqtt)
         fleet = Fleet(
             devices=specs,

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device_sim.coap_link import CoapArtifactFetcher, CoapDeviceLink, CoapTuning, client_context
+from device_sim.coap_keys import client_context
+from device_sim.coap_link import CoapArtifactFetcher, CoapDeviceLink, CoapTuning
 from device_sim.device import FACTORY_CAPABILITIES, Device
 from device_sim.errors import PowerLoss
 from device_sim.faults import Faults
@@ -23,6 +24,7 @@ from device_sim.mailbox import Mailbox
 from device_sim.ports import Clock
 from device_sim.state import StateStore
 from schemas import Envelope, StatusReport
+from schemas.oscore import OscoreKeys
 from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey
 
@@ -67,12 +69,20 @@ class CoapDeviceAgent:
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     observer: Callable[[StatusReport], None] | None = None
     capabilities: DeviceCapabilities = FACTORY_CAPABILITIES
+    coap_keys: OscoreKeys | None = None
+    """Its OSCORE keys; without them the server answers its requests 4.01."""
     fetcher: CoapArtifactFetcher | None = field(default=None, init=False)
 
     async def run(self) -> None:
         mailbox = Mailbox()
         tuning = CoapTuning(self.channel.ack_timeout)
-        context = await client_context()
+        context = await client_context(
+            self.channel.base_uri,
+            self.coap_keys,
+            device_id=self.device_id,
+            state_dir=self.directory,
+            fsync=self.fsync,
+        )
         link = CoapDeviceLink(
             context,
             self.channel.base_uri,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiocoap import Context, error
+from aiocoap import error, oscore
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
@@ -39,7 +39,7 @@ from device_sim.flash import CHUNK, ArtifactRef
 from schemas import Envelope, StatusReport
 from signer.artifacts import ArtifactVerifier
 
-__all__ = ["CoapArtifactFetcher", "CoapDeviceLink", "CoapTuning", "client_context"]
+__all__ = ["CoapArtifactFetcher", "CoapDeviceLink", "CoapTuning"]
 
 log = logging.getLogger(__name__)
 BLOCK_SZX = 6
@@ -50,10 +50,6 @@ class CoapTuning(TransportTuning):  # type: ignore[misc]
 
     def __init__(self, ack_timeout: float = 0.5) -> None:
         self.ACK_TIMEOUT = ack_timeout
-
-
-async def client_context() -> Any:
-    return await Context.create_client_context(transports=["udp6"])
 
 
 @contextlib.contextmanager
@@ -244,7 +240,8 @@ class CoapDeviceLink:
             )
             try:
                 response = await self._context.request(request).response
-            except error.NetworkError as exc:
+            except (error.NetworkError, oscore.NotAProtectedMessage) as exc:
+                # An unprotected answer is the server not knowing these keys (yet).
                 log.info("%s: status not acknowledged (%s); again", self.device_id, exc)
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)

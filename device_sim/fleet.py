@@ -39,12 +39,15 @@ from device_sim.state import StateStore, provision, verify_pinned_root
 from device_sim.wire import status_topic
 from schemas import DeviceState, Envelope, StatusReport
 from schemas.common import DeviceId, Name
+from schemas.oscore import OscoreKeys
 from signer.constraints import DeviceCapabilities
 from signer.keys import SigningKey, load_signing_key
 
 __all__ = [
     "BROKER_LOGINS",
     "BROKER_LOGINS_FILE",
+    "COAP_KEYS",
+    "COAP_KEYS_FILE",
     "ENROLLMENT",
     "BrokerLoginEntry",
     "DeviceAgent",
@@ -55,6 +58,7 @@ __all__ = [
     "FleetView",
     "Mailbox",
     "load_enrollment",
+    "require_coap_keys",
     "with_coap_share",
 ]
 
@@ -75,6 +79,20 @@ class DeviceSpec:
     transport: Literal["mqtt", "coap"] = "mqtt"
     broker_password: str | None = None
     """Its broker login's password, when the server manages logins (``BROKER_LOGINS``)."""
+    coap_keys: OscoreKeys | None = None
+    """Its OSCORE keys (``COAP_KEYS``), which a CoAP device's requests need."""
+
+
+def require_coap_keys(specs: Sequence[DeviceSpec]) -> None:
+    """ValueError naming CoAP devices that have no OSCORE keys: the server would answer
+    each of their requests 4.01."""
+    unkeyed = [s.device_id for s in specs if s.transport == "coap" and s.coap_keys is None]
+    if unkeyed:
+        raise ValueError(
+            f"CoAP devices need their OSCORE keys ({COAP_KEYS_FILE} beside devices.json: "
+            "`fleet device coap-keys ID` or a provisioning bundle); none for "
+            f"{', '.join(unkeyed[:3])}{' …' if len(unkeyed) > 3 else ''}"
+        )
 
 
 def with_coap_share(specs: Sequence[DeviceSpec], share: float) -> list[DeviceSpec]:
@@ -111,6 +129,9 @@ class BrokerLoginEntry(BaseModel):
 
 
 BROKER_LOGINS_FILE = "broker-logins.json"
+COAP_KEYS_FILE = "coap-keys.json"
+COAP_KEYS: TypeAdapter[dict[str, OscoreKeys]] = TypeAdapter(dict[str, OscoreKeys])
+"""Device id → its OSCORE keys (``POST /devices/{id}/coap-keys`` or its bundle)."""
 BROKER_LOGINS: TypeAdapter[list[BrokerLoginEntry]] = TypeAdapter(list[BrokerLoginEntry])
 
 
@@ -119,6 +140,8 @@ def load_enrollment(keys_dir: Path) -> list[DeviceSpec]:
     ``broker-logins.json`` beside it if there is one: the enrollment answer's
     ``broker_logins``, saved by whoever enrolled the devices."""
     entries = ENROLLMENT.validate_json((keys_dir / "devices.json").read_bytes())
+    coap_path = keys_dir / COAP_KEYS_FILE
+    coap_keys = COAP_KEYS.validate_json(coap_path.read_bytes()) if coap_path.exists() else {}
     logins_path = keys_dir / BROKER_LOGINS_FILE
     passwords = (
         {x.username: x.password for x in BROKER_LOGINS.validate_json(logins_path.read_bytes())}
@@ -132,6 +155,7 @@ def load_enrollment(keys_dir: Path) -> list[DeviceSpec]:
             key_path=keys_dir / f"{entry.id}.key",
             tags=entry.tags,
             broker_password=passwords.get(entry.id),
+            coap_keys=coap_keys.get(entry.id),
         )
         for entry in entries
     ]
@@ -322,6 +346,7 @@ class Fleet:
         uri = self.endpoints.coap_uri
         if uri is None:
             raise ValueError("CoAP devices need Endpoints.coap_uri")
+        require_coap_keys(self.devices)
         relay = None
         if self.coap_loss > 0.0:
             host, _, port = uri.removeprefix("coap://").rpartition(":")
@@ -401,4 +426,5 @@ class Fleet:
             fetch_policy=self.fetch_policy,
             observer=self._observe,
             capabilities=self.capabilities,
+            coap_keys=spec.coap_keys,
         )

@@ -102,6 +102,9 @@ class AdminClient:
     def new_broker_login(self, device_id: str) -> Any:
         return self._call("POST", f"/devices/{device_id}/broker-login")
 
+    def new_coap_keys(self, device_id: str) -> Any:
+        return self._call("POST", f"/devices/{device_id}/coap-keys")
+
     def device(self, device_id: str) -> Any:
         return self._call("GET", f"/devices/{device_id}")
 

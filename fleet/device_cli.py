@@ -1,4 +1,4 @@
-"""``fleet device provision|revoke``: the device lifecycle through the admin API.
+"""``fleet device provision|coap-keys|revoke``: the device lifecycle through the admin API.
 
 The server URL and token come from ``--url``/``--token`` or ``FLEET_URL``/``FLEET_TOKEN``.
 """
@@ -70,11 +70,32 @@ def provision(
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     bundle = _call(url, token, "POST", f"/devices/{device_id}/provision", json=body)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(bundle, file, indent=2)
-        file.write("\n")
+    _write_secret(out, bundle)
     _err.print(f"{device_id} enrolled; bundle written to {out}")
+
+
+@device_app.command("coap-keys")
+def coap_keys(
+    device_id: Annotated[str, typer.Argument()],
+    out: Annotated[Path, typer.Option(help="where to write the keys (created 0600)")],
+    url: Url,
+    token: Token,
+) -> None:
+    """New OSCORE keys for the device's CoAP requests; its old keys stop working within
+    5 s. The keys are shown nowhere else."""
+    if out.exists():
+        _err.print(f"[red]error:[/] {out} exists; keys are never overwritten")
+        raise typer.Exit(2)
+    keys = _call(url, token, "POST", f"/devices/{device_id}/coap-keys")
+    _write_secret(out, keys)
+    _err.print(f"{device_id}: new CoAP keys (kid {keys['device_kid']}) written to {out}")
+
+
+def _write_secret(path: Path, document: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(document, file, indent=2)
+        file.write("\n")
 
 
 @device_app.command("revoke")

@@ -2,7 +2,8 @@
 
 ``POST /api/v1/devices/{id}/provision`` answers with it, once: the private key (when the
 server made the keypair) and the broker password are in no other answer and are not
-kept by the server. ``fleet-sim unpack`` turns bundles into a simulated fleet.
+kept by the server. The OSCORE keys are in no other answer either, but the server
+keeps them: they are symmetric. ``fleet-sim unpack`` turns bundles into a simulated fleet.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import Field
 
 from schemas.common import Count, DeviceId, Name, PositiveCount, WireModel
 from schemas.dsse import Envelope
+from schemas.oscore import OscoreKeys
 
 __all__ = ["BUNDLE_FORMAT", "BundleBrokerLogin", "BundleCalibration", "ProvisioningBundle"]
 
@@ -50,3 +52,8 @@ class ProvisioningBundle(WireModel):
     http_base: str = Field(description="prefix of /artifacts/{sha256} for downloads")
     broker: BundleBrokerLogin
     calibration: BundleCalibration | None = None
+    coap_keys: OscoreKeys | None = Field(
+        default=None,
+        description="the device's OSCORE keys, which its CoAP requests for /m, /s and /t "
+        "need; in no other answer (a new issue replaces them)",
+    )

@@ -61,7 +61,7 @@ def decommission_device(
     now: datetime,
 ) -> Device:
     """Retire a device: revoked first if it was not, its broker login deleted, its key,
-    tags and calibrations deleted (a calibration's bytes too, unless another device's
+    CoAP keys, tags and calibrations deleted (a calibration's bytes too, unless another device's
     calibration holds the same), and an audit event that keeps what it was. Its status
     history stays. Decommissioning a decommissioned device changes nothing."""
     with uow:
@@ -70,6 +70,7 @@ def decommission_device(
         if device.decommissioned_at is None:
             _revoke_in(uow, device_id, manage_logins=manage_logins, actor=actor, now=now)
             removed = uow.calibrations.delete_device(device_id)
+            uow.coap_keys.delete(device_id)
             uow.devices.decommission(device_id, at=now)
             if manage_logins:
                 uow.broker_accounts.queue([(device_id, DELETE, None)], at=now)

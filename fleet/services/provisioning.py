@@ -18,8 +18,10 @@ from fleet.domain.records import Calibration, Device
 from fleet.services.artifacts import add_calibration_in, put_blob
 from fleet.services.broker_accounts import BrokerLogin
 from fleet.services.catalog import Enrollment, enroll_in
+from fleet.services.coap_keys import issue_coap_keys_in
 from fleet.store import BlobStore, UnitOfWork
 from schemas import Envelope
+from schemas.oscore import OscoreKeys
 from schemas.provisioning import BundleBrokerLogin, BundleCalibration, ProvisioningBundle
 from signer.keys import SigningKey, private_key_pem
 
@@ -71,6 +73,7 @@ def provision_device(
             calibration = add_calibration_in(
                 uow, request.device_id, sha256, length, actor=actor, now=now
             )
+        coap_keys = issue_coap_keys_in(uow, request.device_id, actor=actor, now=now)
         uow.audit.append(
             at=now,
             actor=actor,
@@ -80,7 +83,7 @@ def provision_device(
         )
         uow.commit()
     (device,) = enrolled.devices
-    return _bundle(device, key, enrolled.broker_logins, calibration, request, endpoints)
+    return _bundle(device, key, enrolled.broker_logins, calibration, coap_keys, request, endpoints)
 
 
 def _bundle(
@@ -88,6 +91,7 @@ def _bundle(
     key: SigningKey | None,
     logins: Sequence[BrokerLogin],
     calibration: Calibration | None,
+    coap_keys: OscoreKeys,
     request: ProvisionRequest,
     endpoints: DeviceEndpoints,
 ) -> ProvisioningBundle:
@@ -114,4 +118,5 @@ def _bundle(
             length=calibration.length,
             data_base64=base64.b64encode(request.calibration).decode(),
         ),
+        coap_keys=coap_keys,
     )

@@ -154,6 +154,25 @@ class CalibrationRow(FleetTable, table=True):
     length: int = Field(sa_type=BigInteger)
 
 
+class CoapKeysRow(FleetTable, table=True):
+    """A device's OSCORE keys (schemas.oscore) and the server's sequence-number lease.
+
+    The master secret is symmetric, so the server must hold it: a database backup holds
+    every device's CoAP keys (docs/operations.md). ``next_sequence`` is the first number
+    no replica has leased yet; each lease moves it on, so replicas never share one.
+    """
+
+    __tablename__ = "coap_keys"
+
+    device_id: str = Field(primary_key=True, foreign_key="device.id", max_length=NAME)
+    device_kid: str = Field(unique=True, max_length=14)
+    master_secret: str = Field(max_length=128)
+    master_salt: str = Field(max_length=128)
+    server_id: str = Field(max_length=14)
+    next_sequence: int = Field(default=0, sa_type=BigInteger)
+    issued_at: datetime = Field(sa_type=UtcDateTime)
+
+
 class BrokerAccountRow(FleetTable, table=True):
     """Changes to devices' broker logins, an outbox: written in the transaction that
     enrolls or revokes the device, applied to the broker afterwards, kept as a record.

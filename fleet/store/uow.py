@@ -23,6 +23,7 @@ from fleet.store.repositories import (
     AuditLog,
     BrokerAccountOutbox,
     CalibrationRepository,
+    CoapKeyRepository,
     DeviceClassRepository,
     DeviceRepository,
     DirectorOutbox,
@@ -34,6 +35,7 @@ from fleet.store.repositories import (
     SqlAuditLog,
     SqlBrokerAccountOutbox,
     SqlCalibrationRepository,
+    SqlCoapKeyRepository,
     SqlDeviceClassRepository,
     SqlDeviceRepository,
     SqlDirectorOutbox,
@@ -71,6 +73,8 @@ class UnitOfWork(Protocol):
     @property
     def broker_accounts(self) -> BrokerAccountOutbox: ...
     @property
+    def coap_keys(self) -> CoapKeyRepository: ...
+    @property
     def status_events(self) -> StatusEventRepository: ...
     @property
     def audit(self) -> AuditLog: ...
@@ -107,6 +111,7 @@ class SqlUnitOfWork:
     calibrations: SqlCalibrationRepository
     director: SqlDirectorOutbox
     broker_accounts: SqlBrokerAccountOutbox
+    coap_keys: SqlCoapKeyRepository
     status_events: SqlStatusEventRepository
     audit: SqlAuditLog
     tokens: SqlTokenRepository
@@ -130,6 +135,7 @@ class SqlUnitOfWork:
         self.calibrations = SqlCalibrationRepository(session)
         self.director = SqlDirectorOutbox(session)
         self.broker_accounts = SqlBrokerAccountOutbox(session)
+        self.coap_keys = SqlCoapKeyRepository(session)
         self.status_events = SqlStatusEventRepository(session)
         self.audit = SqlAuditLog(session)
         self.tokens = SqlTokenRepository(session)

@@ -45,10 +45,11 @@ from fleet.services.device_auth import (
 from fleet.services.manifests import UnknownDevice
 from fleet.services.ports import BlobNotFound, BlobStore
 from fleet.transports.coap_blocks import Block1Assembly, block2_slice
+from fleet.transports.coap_oscore import OscoreRequired, require_device
 from schemas import DocumentError
 from schemas.dsse import DEFAULT_ENVELOPE_CAP as SMALL_CAP
 
-__all__ = ["CoapPorts", "CountingSite", "ManifestResource", "build_site"]
+__all__ = ["CoapPorts", "CountingSite", "ManifestResource", "build_public_site", "build_site"]
 
 _log = structlog.get_logger(__name__)
 JSON = ContentFormat.JSON
@@ -105,6 +106,13 @@ def _one_segment(request: Message) -> str:
     return str(path[0])
 
 
+def _own_device(request: Message) -> str:
+    """The device id of the path, which must be the one whose keys protect the request."""
+    device_id = _one_segment(request)
+    require_device(request, device_id)
+    return device_id
+
+
 def _etag(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:8]
 
@@ -127,8 +135,13 @@ class ManifestResource(resource.ObservableResource, resource.PathCapable):  # ty
         return False
 
     async def add_observation(self, request: Message, observation: Any) -> None:
-        device_id = _one_segment(request)
+        device_id = _own_device(request)
         observers = self._observers.setdefault(device_id, set())
+        # A device observes once; an OSCORE client that registers again never cancelled
+        # the old observation on the wire, so the older ones are ended here.
+        for stale in list(observers):
+            observers.discard(stale)
+            stale.trigger(is_last=True)
         observers.add(observation)
 
         def cancelled() -> None:
@@ -145,7 +158,7 @@ class ManifestResource(resource.ObservableResource, resource.PathCapable):  # ty
                 observation.trigger()
 
     async def render_get(self, request: Message) -> Message:
-        device_id = _one_segment(request)
+        device_id = _own_device(request)
         payload = await _blocking(self._ports.delivery, device_id)
         if payload is None:
             return Message(code=Code.CONTENT, content_format=JSON, max_age=MANIFEST_MAX_AGE)
@@ -211,7 +224,7 @@ class DeviceMessageResource(resource.Resource, resource.PathCapable):  # type: i
         return False
 
     async def render_post(self, request: Message) -> Message:
-        device_id = _one_segment(request)
+        device_id = _own_device(request)
         _accept_json(request)
         body = self._uploads.feed(request)
         if isinstance(body, Message):
@@ -261,6 +274,7 @@ class CountingSite(resource.Site):  # type: ignore[misc]
 
 
 def build_site(ports: CoapPorts, metrics: Metrics) -> tuple[CountingSite, ManifestResource]:
+    """The protected site: what a request decrypted with a device's keys reaches."""
     site = CountingSite(metrics)
     manifests = ManifestResource(ports, metrics)
     site.add_resource(["m"], manifests)
@@ -274,3 +288,16 @@ def build_site(ports: CoapPorts, metrics: Metrics) -> tuple[CountingSite, Manife
         [".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader)
     )
     return site, manifests
+
+
+def build_public_site(ports: CoapPorts, metrics: Metrics) -> CountingSite:
+    """What an unprotected request reaches: artifacts (signed, so where they come from
+    does not matter), the resource list, and 4.01 on every device resource."""
+    site = CountingSite(metrics)
+    site.add_resource(["a"], ArtifactResource(ports.blobs))
+    for path in ("m", "s", "t"):
+        site.add_resource([path], OscoreRequired())
+    site.add_resource(
+        [".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader)
+    )
+    return site

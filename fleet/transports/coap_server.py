@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +25,13 @@ from aiocoap import Context
 
 from fleet.observability import Metrics
 from fleet.ratelimit import DeviceBudget
+from fleet.services.coap_keys import coap_keys_for_kid, reserve_sequences
 from fleet.services.delivery import DesiredStatePublisher
 from fleet.services.device_auth import DeviceMessageRefused
 from fleet.services.manifests import current_delivery, verify_telemetry_sender
 from fleet.services.ports import BlobStore, UnitOfWork
-from fleet.transports.coap import CoapPorts, ManifestResource, build_site
+from fleet.transports.coap import CoapPorts, ManifestResource, build_public_site, build_site
+from fleet.transports.coap_oscore import DeviceContexts, GatedSite
 from fleet.transports.errors import TransportError
 from fleet.transports.mqtt_fleet import DeviceMessage
 from schemas import DocumentError, Envelope
@@ -206,5 +209,21 @@ def build_coap_server(
         blobs=blobs,
         budget=budget,
     )
-    site, manifests = build_site(ports, metrics)
+    protected, manifests = build_site(ports, metrics)
+    contexts = DeviceContexts(
+        lambda kid: coap_keys_for_kid(new_uow(), kid),
+        lambda device_id: _DatabaseLeases(new_uow, device_id),
+    )
+    site = GatedSite(protected, build_public_site(ports, metrics), contexts)
     return CoapServer(site, manifests, host=host, port=port or free_udp_port(host), metrics=metrics)
+
+
+@dataclass(frozen=True)
+class _DatabaseLeases:
+    """A device's server sequence numbers, leased from its ``coap_keys`` row."""
+
+    new_uow: Callable[[], UnitOfWork]
+    device_id: str
+
+    def reserve(self, count: int) -> range:
+        return reserve_sequences(self.new_uow(), self.device_id, count)

@@ -8,17 +8,27 @@ from typing import Any
 
 import pytest
 
-from device_sim.coap_link import CoapArtifactFetcher, client_context
+from device_sim.coap_keys import client_context
+from device_sim.coap_link import CoapArtifactFetcher
 from device_sim.errors import ArtifactUnavailable
 from device_sim.flash import ArtifactRef
 from device_sim.fleet import DeviceSpec, with_coap_share
+from schemas.oscore import OscoreKeys
 from signer.errors import ArtifactRefusal
-from tests.coap.conftest import CoapWorld
+from tests.coap.conftest import DEVICE_ID, CoapWorld
 
 
-@pytest.fixture
-async def context() -> AsyncIterator[Any]:
-    client = await client_context()
+@pytest.fixture(params=["plain", "oscore"])
+async def context(
+    request: pytest.FixtureRequest, coap_world: CoapWorld, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """Artifacts are public, and a device with keys fetches them protected as well."""
+    keys = None
+    if request.param == "oscore":
+        keys = OscoreKeys.model_validate(coap_world.client.new_coap_keys(DEVICE_ID))
+    client = await client_context(
+        coap_world.local.coap_url, keys, device_id=DEVICE_ID, state_dir=tmp_path, fsync=False
+    )
     yield client
     await client.shutdown()
 

@@ -14,27 +14,42 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import paho.mqtt.client as paho
 import pytest
-from aiocoap import Context
+from aiocoap import Context, oscore
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_sim.coap_keys import client_context
 from device_sim.telemetry import window_start
 from device_sim.wire import desired_topic
 from schemas import Delivery, DeviceState, Mechanism, StatusReport, TelemetryReport
 from schemas.device import TelemetryWindow
+from schemas.oscore import OscoreKeys
 from signer.keys import SigningKey
 from signer.signing import sign_model
 from tests.coap.conftest import DEVICE_ID, CoapWorld
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Context]:
+async def client(coap_world: CoapWorld, tmp_path: Path) -> AsyncIterator[Context]:
+    """The enrolled device's client: its requests are protected with fresh OSCORE keys."""
+    keys = OscoreKeys.model_validate(coap_world.client.new_coap_keys(DEVICE_ID))
+    context = await client_context(
+        _uri(coap_world, ""), keys, device_id=DEVICE_ID, state_dir=tmp_path, fsync=False
+    )
+    yield context
+    await context.shutdown()
+
+
+@pytest.fixture
+async def plain() -> AsyncIterator[Context]:
+    """A client without keys: what anyone on the network can send."""
     context = await Context.create_client_context(transports=["udp6"])
     yield context
     await context.shutdown()
@@ -76,12 +91,12 @@ def _telemetry(device_id: str, counter: int, key: SigningKey) -> bytes:
 
 
 async def test_any_block_of_an_artifact_can_be_fetched_on_its_own(
-    coap_world: CoapWorld, client: Context
+    coap_world: CoapWorld, plain: Context
 ) -> None:
     uri = _uri(coap_world, f"/a/{coap_world.artifact_sha256}")
     for number, szx in [(700, 6), (3, 4), (0, 0)]:
         size = 1 << (szx + 4)
-        response = await _ask(client, Message(code=Code.GET, uri=uri, block2=(number, False, szx)))
+        response = await _ask(plain, Message(code=Code.GET, uri=uri, block2=(number, False, szx)))
         assert response.code == Code.CONTENT
         assert response.opt.content_format == ContentFormat.OCTETSTREAM
         assert response.opt.block2.block_number == number and response.opt.block2.more
@@ -90,36 +105,90 @@ async def test_any_block_of_an_artifact_can_be_fetched_on_its_own(
 
 
 async def test_the_last_block_says_no_more_and_the_next_is_refused(
-    coap_world: CoapWorld, client: Context
+    coap_world: CoapWorld, plain: Context
 ) -> None:
     uri = _uri(coap_world, f"/a/{coap_world.artifact_sha256}")
     last = len(coap_world.artifact) // 1024
-    response = await _ask(client, Message(code=Code.GET, uri=uri, block2=(last, False, 6)))
+    response = await _ask(plain, Message(code=Code.GET, uri=uri, block2=(last, False, 6)))
     assert not response.opt.block2.more
     assert response.payload == coap_world.artifact[last * 1024 :]
     before = _errors(coap_world, "a", "4.02")
-    past = await _ask(client, Message(code=Code.GET, uri=uri, block2=(last + 1, False, 6)))
+    past = await _ask(plain, Message(code=Code.GET, uri=uri, block2=(last + 1, False, 6)))
     assert past.code == Code.BAD_OPTION
     assert _errors(coap_world, "a", "4.02") == before + 1
 
 
 async def test_unknown_paths_artifacts_devices_and_methods_are_refused_and_counted(
-    coap_world: CoapWorld, client: Context
+    coap_world: CoapWorld, client: Context, plain: Context
 ) -> None:
     cases = [
-        (Code.GET, "/nothing/here", Code.NOT_FOUND, "other"),
-        (Code.GET, "/a/" + "0" * 64, Code.NOT_FOUND, "a"),
-        (Code.GET, "/a/not-a-digest", Code.NOT_FOUND, "a"),
-        (Code.GET, "/m/no-such-device", Code.NOT_FOUND, "m"),
-        (Code.GET, "/m/a/b", Code.NOT_FOUND, "m"),
-        (Code.POST, f"/a/{coap_world.artifact_sha256}", Code.METHOD_NOT_ALLOWED, "a"),
-        (Code.DELETE, f"/m/{DEVICE_ID}", Code.METHOD_NOT_ALLOWED, "m"),
+        (plain, Code.GET, "/nothing/here", Code.NOT_FOUND, "other"),
+        (plain, Code.GET, "/a/" + "0" * 64, Code.NOT_FOUND, "a"),
+        (plain, Code.GET, "/a/not-a-digest", Code.NOT_FOUND, "a"),
+        (plain, Code.POST, f"/a/{coap_world.artifact_sha256}", Code.METHOD_NOT_ALLOWED, "a"),
+        (client, Code.GET, "/m/a/b", Code.NOT_FOUND, "m"),
+        (client, Code.DELETE, f"/m/{DEVICE_ID}", Code.METHOD_NOT_ALLOWED, "m"),
     ]
-    for method, path, expected, resource in cases:
+    for sender, method, path, expected, resource in cases:
         before = _errors(coap_world, resource, expected.dotted)
-        response = await _ask(client, Message(code=method, uri=_uri(coap_world, path)))
+        response = await _ask(sender, Message(code=method, uri=_uri(coap_world, path)))
         assert response.code == expected, path
         assert _errors(coap_world, resource, expected.dotted) == before + 1, path
+
+
+async def test_without_keys_every_device_resource_is_4_01_whether_the_id_exists_or_not(
+    coap_world: CoapWorld, plain: Context
+) -> None:
+    answers = []
+    for method, path in [
+        (Code.GET, f"/m/{DEVICE_ID}"),
+        (Code.GET, "/m/no-such-device"),
+        (Code.POST, f"/s/{DEVICE_ID}"),
+        (Code.POST, "/s/no-such-device"),
+        (Code.POST, f"/t/{DEVICE_ID}"),
+        (Code.POST, "/t/no-such-device"),
+    ]:
+        response = await _ask(
+            plain, Message(code=method, uri=_uri(coap_world, path), payload=b"{}")
+        )
+        answers.append((response.code, bytes(response.payload)))
+
+    assert set(answers) == {(Code.UNAUTHORIZED, b"OSCORE required")}
+
+
+async def test_keys_open_their_own_device_only_and_new_keys_retire_the_old(
+    coap_world: CoapWorld, client: Context, tmp_path: Path
+) -> None:
+    own = await _ask(client, Message(code=Code.GET, uri=_uri(coap_world, f"/m/{DEVICE_ID}")))
+    other = await _ask(client, Message(code=Code.GET, uri=_uri(coap_world, "/m/no-such-device")))
+    assert own.code == Code.CONTENT
+    assert other.code == Code.FORBIDDEN
+
+    coap_world.client.new_coap_keys(DEVICE_ID)  # the keys the client holds are now old
+    issued = time.monotonic()
+    while True:  # a replica asks the database again after 5 s (DeviceContexts.ttl)
+        try:
+            await _ask(client, Message(code=Code.GET, uri=_uri(coap_world, f"/m/{DEVICE_ID}")))
+        except oscore.NotAProtectedMessage as refused:
+            assert refused.plain_message.code == Code.UNAUTHORIZED
+            break
+        assert time.monotonic() - issued < 10, "the old keys still open /m"
+        await asyncio.sleep(0.2)
+
+
+async def test_keys_of_a_kid_the_server_never_issued_get_4_01(
+    coap_world: CoapWorld, tmp_path: Path
+) -> None:
+    made_up = OscoreKeys(master_secret="11" * 32, device_kid="0102030405")
+    stranger = await client_context(
+        _uri(coap_world, ""), made_up, device_id=DEVICE_ID, state_dir=tmp_path, fsync=False
+    )
+    try:
+        with pytest.raises(oscore.NotAProtectedMessage) as refused:
+            await _ask(stranger, Message(code=Code.GET, uri=_uri(coap_world, f"/m/{DEVICE_ID}")))
+    finally:
+        await stranger.shutdown()
+    assert refused.value.plain_message.code == Code.UNAUTHORIZED
 
 
 async def test_huge_block1_uploads_are_refused_with_413_and_size1(
@@ -201,7 +270,7 @@ async def test_status_over_coap_is_recorded_like_mqtt(
 
 
 async def test_garbage_datagrams_are_counted_and_the_server_keeps_serving(
-    coap_world: CoapWorld, client: Context
+    coap_world: CoapWorld, plain: Context
 ) -> None:
     before = _metric(coap_world, "fleet_coap_malformed_total")
     garbage = [b"\x00", b"\xff" * 40, b"GET / HTTP/1.1\r\n\r\n", b"\x40\x01\x00\x01\xff"]
@@ -211,7 +280,7 @@ async def test_garbage_datagrams_are_counted_and_the_server_keeps_serving(
     await asyncio.sleep(0.3)
     assert _metric(coap_world, "fleet_coap_malformed_total") >= before + 3
     uri = _uri(coap_world, f"/a/{coap_world.artifact_sha256}")
-    response = await client.request(Message(code=Code.GET, uri=uri)).response
+    response = await plain.request(Message(code=Code.GET, uri=uri)).response
     assert hashlib.sha256(response.payload).hexdigest() == coap_world.artifact_sha256
 
 
@@ -228,6 +297,24 @@ async def test_the_manifest_is_the_delivery_mqtt_retains(
     assert response.opt.content_format == ContentFormat.JSON
     assert len(response.payload) > 1024  # so it travelled as Block2
     assert response.payload == retained
+
+
+async def test_an_observing_device_is_notified_of_its_new_manifest_under_oscore(
+    coap_world: CoapWorld, client: Context
+) -> None:
+    first = coap_world.release("3.0.0")
+    coap_world.assign(first)
+    request = Message(code=Code.GET, uri=_uri(coap_world, f"/m/{DEVICE_ID}"), observe=0)
+    pending = client.request(request)
+    registered = await pending.response
+    assert b"3.0.0" in _release_version(bytes(registered.payload))
+
+    coap_world.assign(coap_world.release("3.0.1"))
+    async with asyncio.timeout(10):
+        async for notification in pending.observation:
+            if b"3.0.1" in _release_version(bytes(notification.payload)):
+                break
+    pending.observation.cancel()
 
 
 def _retained_desired(world: CoapWorld) -> bytes:

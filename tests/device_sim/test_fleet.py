@@ -145,3 +145,22 @@ def test_http_option_takes_the_server_url_and_finds_the_api_itself(
 def test_http_option_refuses_what_is_not_an_http_url() -> None:
     with pytest.raises(InputError, match="expected http://host:port"):
         _http_base("ftp://127.0.0.1:8080")
+
+
+def test_run_refuses_coap_devices_without_oscore_keys_naming_them(tmp_path: Path) -> None:
+    _enroll(tmp_path, 2)
+    root = tmp_path / "root.json"
+    root.write_text("{}")  # never read: the keys are checked first
+
+    result = runner.invoke(
+        app,
+        [
+            "run", "--keys", str(tmp_path), "--root", str(root),
+            "--mqtt", "mqtt://127.0.0.1:1", "--http", "http://127.0.0.1:1",
+            "--coap", "coap://127.0.0.1:5683", "--coap-share", "1",
+        ],
+    )  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert "need their OSCORE keys" in result.output
+    assert "dev-00001" in result.output

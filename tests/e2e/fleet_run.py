@@ -11,10 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from device_sim.faults import Faults
-from device_sim.fleet import Endpoints, Fleet, FleetView, load_enrollment
-from fleet.client import AdminClient
+from device_sim.fleet import (
+    COAP_KEYS,
+    COAP_KEYS_FILE,
+    Endpoints,
+    Fleet,
+    FleetView,
+    load_enrollment,
+)
+from fleet.client import AdminClient, ApiError
 from fleet.local_setup import run_tool
 from fleet.transports.mqtt import MqttEndpoint
+from schemas.oscore import OscoreKeys
 from signer.fileio import read_envelope
 
 DEVICE_CLASS = "nrf52840-kws"
@@ -24,6 +32,21 @@ def make_device_keys(directory: Path, count: int, *, device_class: str = DEVICE_
     run_tool("fleet-sim", "keys", "--devices", str(count), "--out", directory,
              "--class", device_class)  # fmt: skip
     return directory / "devices.json"
+
+
+def issue_coap_keys(client: AdminClient, device_ids: list[str], keys_dir: Path) -> None:
+    """OSCORE keys for each device, saved where ``load_enrollment`` finds them."""
+    issued: dict[str, OscoreKeys] = {}
+    for device_id in device_ids:
+        while True:
+            try:
+                issued[device_id] = OscoreKeys.model_validate(client.new_coap_keys(device_id))
+                break
+            except ApiError as exc:  # the admin API's per-token rate: wait for the window
+                if exc.status != 429:
+                    raise
+                time.sleep(0.5)
+    (keys_dir / COAP_KEYS_FILE).write_bytes(COAP_KEYS.dump_json(issued))
 
 
 def fleet_for(

@@ -21,6 +21,7 @@ from tests.e2e.fleet_run import (
     DEVICE_CLASS,
     eventually,
     fleet_for,
+    issue_coap_keys,
     make_device_keys,
     raise_file_limit,
     run_until,
@@ -55,6 +56,7 @@ def _assign_release(local: LocalServer, trust: Trust, tmp_path: Path, devices: i
     with AdminClient(local.base_url, local.admin_token) as client:
         client.create_device_class(DEVICE_CLASS, ram_bytes=256 * 1024, flash_bytes=1024 * 1024)
         ids = client.enroll(enrollment.read_bytes())["ids"]
+        issue_coap_keys(client, ids, enrollment.parent)
         digest = _release(client, trust, tmp_path / "release")
         assert client.assign(digest, ids)["count"] == devices
     return digest

@@ -4,6 +4,7 @@ that checks every login (Mosquitto's dynamic security plugin)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -11,10 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+from aiocoap.message import Message
+from aiocoap.numbers.codes import Code
 
+from device_sim.coap_keys import client_context
 from fleet.client import AdminClient, ApiError
 from fleet.local_setup import LocalServer, Trust, run_tool
 from fleet.transports.embedded_broker import Broker, find_dynsec_plugin, find_mosquitto
+from schemas import Delivery
+from schemas.oscore import OscoreKeys
 from schemas.provisioning import ProvisioningBundle
 from signer.keys import SigningKey, save_signing_key
 from tests.e2e.fleet_run import DEVICE_CLASS, eventually, fleet_for, run_until
@@ -24,6 +30,18 @@ pytestmark = pytest.mark.skipif(
     find_mosquitto() is None or find_dynsec_plugin() is None,
     reason="mosquitto with its dynamic security plugin is not installed",
 )
+
+
+async def _protected_manifest(server: LocalServer, keys: OscoreKeys, state: Path) -> bytes:
+    assert server.coap_url is not None
+    context = await client_context(server.coap_url, keys, device_id="dev-line-1", state_dir=state)
+    try:
+        request = Message(code=Code.GET, uri=f"{server.coap_url}/m/dev-line-1")
+        response = await context.request(request).response
+    finally:
+        await context.shutdown()
+    assert response.code == Code.CONTENT, response
+    return bytes(response.payload)
 
 
 def test_a_device_started_from_its_bundle_converges_on_a_release(
@@ -77,3 +95,17 @@ def test_a_device_started_from_its_bundle_converges_on_a_release(
         assert eventually(
             lambda: admin.device("dev-line-1")["running_release"] == digest, timeout=15
         )
+
+        # The bundle's OSCORE keys went with the device; new ones, from the CLI, replace them.
+        assert bundle.coap_keys is not None
+        assert (devices / "coap-keys.json").stat().st_mode & 0o777 == 0o600
+        run_tool("fleet", "device", "coap-keys", "dev-line-1", "--out", tmp_path / "k.json", *api)
+        assert (tmp_path / "k.json").stat().st_mode & 0o777 == 0o600
+        renewed = OscoreKeys.model_validate_json((tmp_path / "k.json").read_bytes())
+        assert renewed.device_kid != bundle.coap_keys.device_kid
+        manifest = asyncio.run(_protected_manifest(server, renewed, tmp_path / "coap"))
+        assert digest in {
+            hashlib.sha256(
+                Delivery.model_validate_json(manifest).release.payload_bytes()
+            ).hexdigest()
+        }

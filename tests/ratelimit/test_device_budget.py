@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +17,17 @@ from aiocoap import Context, Message
 from aiocoap.numbers.codes import Code
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_sim.coap_keys import client_context
 from fleet.observability import Metrics
 from fleet.ratelimit import DeviceBudget, RateLimiter, parse_rate
 from fleet.services.ports import BlobStore
-from fleet.transports.coap import CoapPorts, build_site
+from fleet.transports.coap import CoapPorts, build_public_site, build_site
+from fleet.transports.coap_oscore import DeviceContexts, GatedSite
 from fleet.transports.coap_server import free_udp_port
 from fleet.transports.embedded_broker import Broker
 from fleet.transports.mqtt import MqttEndpoint
 from fleet.transports.mqtt_fleet import DeviceMessage, MqttFleetTransport
+from schemas.oscore import OscoreKeys
 
 BUDGET = 5  # per second, so a test waits a second, not a minute, for the window to slide
 
@@ -97,6 +101,15 @@ def queued() -> list[str]:
     return []
 
 
+class _MemoryLeases:
+    def __init__(self) -> None:
+        self._next = 0
+
+    def reserve(self, count: int) -> range:
+        self._next += count
+        return range(self._next - count, self._next)
+
+
 async def test_coap_answers_4_29_with_max_age_past_the_budget(
     tmp_path: Path, queued: list[str]
 ) -> None:
@@ -109,14 +122,26 @@ async def test_coap_answers_4_29_with_max_age_past_the_budget(
         blobs=BlobStore(tmp_path),
         budget=budget,
     )
-    site, _ = build_site(ports, metrics)
+    keys = {
+        device: OscoreKeys(master_secret=secrets.token_hex(32), device_kid=f"0{number}")
+        for number, device in enumerate(("dev-flood", "dev-ok"), start=1)
+    }
+    by_kid = {k.device_kid: (device, k) for device, k in keys.items()}
+    protected, _ = build_site(ports, metrics)
+    site = GatedSite(
+        protected,
+        build_public_site(ports, metrics),
+        DeviceContexts(by_kid.get, lambda _device: _MemoryLeases()),
+    )
     port = free_udp_port()
     server = await Context.create_server_context(
         site, bind=("127.0.0.1", port), transports=["udp6"]
     )
     base = f"coap://127.0.0.1:{port}"
     clients = {
-        device: await Context.create_client_context(transports=["udp6"])
+        device: await client_context(
+            base, keys[device], device_id=device, state_dir=tmp_path / device, fsync=False
+        )
         for device in ("dev-flood", "dev-ok")
     }
     try:

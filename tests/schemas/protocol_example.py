@@ -52,6 +52,7 @@ from schemas.components import (
     SensorCalibration,
     Thresholds,
 )
+from schemas.oscore import OscoreKeys
 from schemas.provisioning import BundleBrokerLogin, ProvisioningBundle
 from signer.acceptance import DeviceTrustState, accept_update, payload_digest
 from signer.keys import SigningKey
@@ -337,6 +338,11 @@ def _bundle(example: Example) -> ProvisioningBundle:
             username="dev-0001",
             client_id="dev-0001",
             password="shown-once-in-this-answer-only",
+        ),
+        coap_keys=OscoreKeys(
+            master_secret="0123456789abcdef" * 4,
+            master_salt="9e7ca92223786340",
+            device_kid="a1b2c3d4e5f6",
         ),
     )
 

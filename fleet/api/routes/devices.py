@@ -36,9 +36,11 @@ from fleet.api.strict_json import StrictJsonRoute
 from fleet.services import queries
 from fleet.services.broker_accounts import issue_broker_login
 from fleet.services.catalog import enroll_devices, set_device_tags
+from fleet.services.coap_keys import issue_coap_keys
 from fleet.services.lifecycle import decommission_device, revoke_device
 from fleet.services.privacy_accounting import device_privacy
 from fleet.services.provisioning import DeviceEndpoints, provision_device
+from schemas.oscore import OscoreKeys
 from schemas.provisioning import ProvisioningBundle
 
 __all__ = ["router"]
@@ -182,6 +184,15 @@ def new_broker_login(
     login = issue_broker_login(context.new_uow(), device_id, actor=caller.name, now=context.clock())
     context.on_broker_accounts_queued()
     return BrokerLoginPublic.from_login(login)
+
+
+@router.post("/{device_id}/coap-keys", responses=problem_responses(401, 403, 404, 409, 422))
+def new_coap_keys(device_id: DeviceId, context: ContextDep, caller: OperatorDep) -> OscoreKeys:
+    """New OSCORE keys for the device's CoAP requests, shown only here (a provisioning
+    bundle carries the first); the old ones stop working within 5 s, when each replica
+    asks the database again. 409 `device_revoked` for a revoked device. Audited without
+    the secret."""
+    return issue_coap_keys(context.new_uow(), device_id, actor=caller.name, now=context.clock())
 
 
 @router.get("", responses=problem_responses(401, 422))

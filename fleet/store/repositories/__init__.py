@@ -6,6 +6,7 @@ from fleet.store.repositories.catalog import (
     SqlCalibrationRepository,
     SqlReleaseRepository,
 )
+from fleet.store.repositories.coap_keys import SqlCoapKeyRepository
 from fleet.store.repositories.devices import SqlDeviceClassRepository, SqlDeviceRepository
 from fleet.store.repositories.director import SqlDirectorOutbox
 from fleet.store.repositories.events import SqlAuditLog, SqlStatusEventRepository
@@ -16,6 +17,7 @@ from fleet.store.repositories.protocols import (
     AuditLog,
     BrokerAccountOutbox,
     CalibrationRepository,
+    CoapKeyRepository,
     DeviceClassRepository,
     DeviceRepository,
     DirectorOutbox,
@@ -36,6 +38,7 @@ __all__ = [
     "AuditLog",
     "BrokerAccountOutbox",
     "CalibrationRepository",
+    "CoapKeyRepository",
     "DeviceClassRepository",
     "DeviceRepository",
     "DirectorOutbox",
@@ -47,6 +50,7 @@ __all__ = [
     "SqlAuditLog",
     "SqlBrokerAccountOutbox",
     "SqlCalibrationRepository",
+    "SqlCoapKeyRepository",
     "SqlDeviceClassRepository",
     "SqlDeviceRepository",
     "SqlDirectorOutbox",

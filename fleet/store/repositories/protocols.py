@@ -29,6 +29,7 @@ from fleet.domain.records import (
 )
 from fleet.domain.rollout import Member, Rollout, RolloutEvent, RolloutStatus
 from schemas import DeviceState
+from schemas.oscore import OscoreKeys
 
 __all__ = [
     "ArtifactRepository",
@@ -122,6 +123,19 @@ class BrokerAccountOutbox(Protocol):
     def count_pending(self) -> int: ...
     def pending(self, *, limit: int = 500) -> Sequence[BrokerAccountChange]: ...
     def mark_applied(self, ids: Collection[int], *, at: datetime) -> None: ...
+
+
+class CoapKeyRepository(Protocol):
+    def replace(self, device_id: str, keys: OscoreKeys, *, at: datetime) -> None: ...
+    def by_kid(self, device_kid: str) -> tuple[str, OscoreKeys] | None:
+        """The device id and keys a request's kid names."""
+        ...
+
+    def reserve(self, device_id: str, count: int) -> range:
+        """Lease the next ``count`` server sequence numbers; disjoint across callers."""
+        ...
+
+    def delete(self, device_id: str) -> None: ...
 
 
 class ArtifactRepository(Protocol):
