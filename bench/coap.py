@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 
 from bench.arguments import size_argument
-from device_sim.coap_link import CoapArtifactFetcher, client_context
+from device_sim.coap_keys import client_context
+from device_sim.coap_link import CoapArtifactFetcher
 from device_sim.flash import ArtifactRef
 from fleet.client import AdminClient
 from fleet.local_setup import LocalServer, create_trust, running_server
