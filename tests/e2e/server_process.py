@@ -101,3 +101,21 @@ class ServerProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def replicas(
+    trust: Trust, data_dir: Path, *, mqtt_url: str, admin_token: str, database_url: str
+) -> list[ServerProcess]:
+    """Two replicas, ``fleet-a`` and ``fleet-b``: one database (their PostgreSQL
+    application names), one data volume, their own MQTT client ids."""
+    return [
+        ServerProcess(
+            trust=trust,
+            data_dir=data_dir,
+            mqtt_url=mqtt_url,
+            admin_token=admin_token,
+            database_url=f"{database_url}?application_name=fleet-{name}",
+            env={"FLEET_MQTT_CLIENT_ID": f"fleet-server-{name}"},
+        )
+        for name in ("a", "b")
+    ]

@@ -30,6 +30,7 @@ from tests.e2e.fleet_run import (
     run_until,
 )
 from tests.e2e.server_process import ServerProcess
+from tests.e2e.server_process import replicas as make_replicas
 from tests.e2e.telemetry_field import metric
 from tests.e2e.test_mqtt_delivery import register_signed_release
 from tests.support.postgres import throwaway_database
@@ -66,17 +67,13 @@ def test_two_replicas_record_every_status_report_a_fleet_sends(
     keys = tmp_path / "devices"
     make_device_keys(keys, DEVICES)
     token = "tf_" + secrets.token_urlsafe(32)
-    replicas = [
-        ServerProcess(
-            trust=trust,
-            data_dir=tmp_path / "server",
-            mqtt_url=mosquitto.server_url(),
-            admin_token=token,
-            database_url=database_url,
-            env={"FLEET_MQTT_CLIENT_ID": f"fleet-server-{name}"},
-        )
-        for name in ("a", "b")
-    ]
+    replicas = make_replicas(
+        trust,
+        tmp_path / "server",
+        mqtt_url=mosquitto.server_url(),
+        admin_token=token,
+        database_url=database_url,
+    )
     for replica in replicas:
         replica.start()
     sent: list[StatusReport] = []

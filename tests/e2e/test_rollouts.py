@@ -49,6 +49,7 @@ from tests.e2e.fleet_run import (
     server_states,
 )
 from tests.e2e.server_process import ServerProcess
+from tests.e2e.server_process import replicas as make_replicas
 from tests.e2e.test_mqtt_delivery import register_signed_release
 
 pytestmark = pytest.mark.slow
@@ -285,17 +286,13 @@ def test_a_second_replica_finishes_a_rollout_when_the_first_stops(
     keys = tmp_path / "devices"
     make_device_keys(keys, REPLICA_DEVICES)
     token = "tf_" + secrets.token_urlsafe(32)
-    replicas = [
-        ServerProcess(
-            trust=trust,
-            data_dir=tmp_path / "server",
-            mqtt_url=mosquitto.server_url(),
-            admin_token=token,
-            database_url=f"{database_url}?application_name=fleet-{name}",
-            env={"FLEET_MQTT_CLIENT_ID": f"fleet-server-{name}"},
-        )
-        for name in ("a", "b")
-    ]
+    replicas = make_replicas(
+        trust,
+        tmp_path / "server",
+        mqtt_url=mosquitto.server_url(),
+        admin_token=token,
+        database_url=database_url,
+    )
     first, second = replicas
     first.start()
     time.sleep(1.0)  # the first replica takes the engine lock

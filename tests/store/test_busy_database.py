@@ -19,12 +19,17 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from fleet.observability import Metrics
-from fleet.services.status import IncomingMessage, ingest_status_batch
 from fleet.store import StoreUnavailable
 from fleet.store.db import make_engine
 from fleet.transports.mqtt_fleet import DeviceMessage
 from fleet.workers import DeviceInbox
-from tests.store.signed_reports import enroll_signed, signed_status, status_events, uow_factory
+from tests.store.signed_reports import (
+    enroll_signed,
+    ingest_at_once,
+    signed_status,
+    status_events,
+    uow_factory,
+)
 
 DEVICES = 60
 
@@ -66,26 +71,8 @@ def test_overlapping_batches_from_two_replicas_do_not_deadlock(postgres_engine: 
     ids = sorted(keys)
     forward = [signed_status(d, keys[d], 1) for d in ids]
     backward = [signed_status(d, keys[d], 2) for d in reversed(ids)]
-    new_uow = uow_factory(postgres_engine)
-    start = threading.Barrier(2, timeout=10)
-    raised: list[BaseException] = []
-    accepted: list[int] = []
+    accepted = ingest_at_once(postgres_engine, forward, backward)
 
-    def ingest(batch: list[IncomingMessage]) -> None:
-        try:
-            start.wait()
-            outcomes = ingest_status_batch(new_uow(), batch)
-            accepted.append(sum(o.accepted for o in outcomes))
-        except BaseException as exc:
-            raised.append(exc)
-
-    threads = [threading.Thread(target=ingest, args=(b,)) for b in (forward, backward)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert raised == []
     # A counter-1 report that lost the race to counter 2 is late, and still recorded.
     assert sum(accepted) == 2 * DEVICES
     assert status_events(postgres_engine) == sum(accepted)

@@ -7,7 +7,6 @@ rollout gate reads; a report already recorded, or older than the window, must no
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -20,7 +19,12 @@ from fleet.services.status import IncomingMessage, StatusOutcome, ingest_status_
 from schemas import DeviceState, StatusReport
 from signer.keys import SigningKey
 from signer.signing import sign_model
-from tests.store.signed_reports import enroll_signed, status_events, uow_factory
+from tests.store.signed_reports import (
+    enroll_signed,
+    ingest_at_once,
+    status_events,
+    uow_factory,
+)
 
 
 def _status(
@@ -117,26 +121,9 @@ def test_replicas_delivering_the_same_reports_in_opposite_orders_record_each_onc
     messages = {d: [_status(d, k, 5), _status(d, k, 7)] for d, k in keys.items()}
     oldest_first = [m for pair in messages.values() for m in pair]
     newest_first = [m for pair in messages.values() for m in reversed(pair)]
-    new_uow = uow_factory(postgres_engine)
-    start = threading.Barrier(2, timeout=10)
-    raised: list[BaseException] = []
-    accepted: list[int] = []
+    accepted = ingest_at_once(postgres_engine, oldest_first, newest_first)
 
-    def ingest(batch: list[IncomingMessage]) -> None:
-        try:
-            start.wait()
-            accepted.append(sum(o.accepted for o in ingest_status_batch(new_uow(), batch)))
-        except BaseException as exc:
-            raised.append(exc)
-
-    threads = [threading.Thread(target=ingest, args=(b,)) for b in (oldest_first, newest_first)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert raised == []
     assert sum(accepted) == 2 * len(keys)  # each report once, whichever replica took it
     assert status_events(postgres_engine) == 2 * len(keys)
-    with new_uow() as uow:
+    with uow_factory(postgres_engine)() as uow:
         assert {uow.devices.get(d).status_counter for d in keys} == {7}  # type: ignore[union-attr]
