@@ -32,6 +32,7 @@ __all__ = [
     "pending_broker_account_changes",
     "queue_broker_logins",
     "sync_broker_accounts",
+    "unrevoked_device",
 ]
 
 CREATE = "create"
@@ -76,12 +77,7 @@ def issue_broker_login(
     """A new password for an enrolled, unrevoked device (the old one stops working once
     the broker has the new one); audited without the password."""
     with uow:
-        device = enrolled_device(uow, device_id)
-        if device.revoked_at is not None:
-            raise ConflictError(
-                f"device {device_id!r} was revoked; enroll it again under a new id",
-                code="device_revoked",
-            )
+        unrevoked_device(uow, device_id)
         (login,) = queue_broker_logins(uow, [device_id], now=now)
         uow.audit.append(
             at=now, actor=actor, action="device.broker_login", subject=device_id, detail={}
@@ -117,4 +113,15 @@ def enrolled_device(uow: UnitOfWork, device_id: str) -> Device:
     device = uow.devices.get(device_id)
     if device is None:
         raise NotFoundError(f"device {device_id!r} is not enrolled")
+    return device
+
+
+def unrevoked_device(uow: UnitOfWork, device_id: str) -> Device:
+    """An enrolled device that may be given new credentials; 409 if it was revoked."""
+    device = enrolled_device(uow, device_id)
+    if device.revoked_at is not None:
+        raise ConflictError(
+            f"device {device_id!r} was revoked; enroll it again under a new id",
+            code="device_revoked",
+        )
     return device

@@ -11,8 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from fleet.services.broker_accounts import enrolled_device
-from fleet.services.errors import ConflictError
+from fleet.services.broker_accounts import unrevoked_device
 from fleet.store import AlreadyExists, UnitOfWork
 from schemas.oscore import OscoreKeys
 
@@ -33,9 +32,7 @@ def _new_keys() -> OscoreKeys:
 
 def issue_coap_keys_in(uow: UnitOfWork, device_id: str, *, actor: str, now: datetime) -> OscoreKeys:
     """New keys for an enrolled device, inside the caller's transaction."""
-    device = enrolled_device(uow, device_id)
-    if device.revoked_at is not None:
-        raise ConflictError(f"device {device_id!r} is revoked", code="device_revoked")
+    unrevoked_device(uow, device_id)
     for attempt in range(1, _ATTEMPTS + 1):
         keys = _new_keys()
         try:
